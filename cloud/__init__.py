@@ -1,0 +1,1 @@
+"""fieldgate cloud core. ``cloud.contract`` is the only module the gateway imports."""

@@ -1,0 +1,94 @@
+"""The FastAPI application factory of a cloud node."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from cloud.api import problems
+from cloud.api.router import api_router
+from cloud.broker import EmbeddedBroker
+from cloud.commands import CommandDispatcher
+from cloud.ingest.mqtt import MqttSubscriber
+from cloud.ingest.service import IngestService
+from cloud.metrics import CloudMetrics, LatencyHistogram
+from cloud.settings import CloudSettings
+from cloud.store.db import open_store
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: CloudSettings | None = None) -> FastAPI:
+    """A cloud node. Its lifespan opens (and migrates) the store, starts the embedded broker
+    when ``settings.mqtt_url`` is None, then the MQTT ingest; all stop in reverse order.
+
+    While running, ``app.state`` holds ``settings``, ``store``, ``ingest`` (with ``stats``),
+    ``dispatcher``, ``mqtt`` and ``broker_port`` (the embedded broker's bound port, or
+    None with an external broker).
+    """
+    settings = settings or CloudSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            store = await stack.enter_async_context(
+                open_store(settings.db_url, schema=settings.db_schema)
+            )
+            app.state.store = store
+            if settings.mqtt_url is None:
+                broker = await stack.enter_async_context(
+                    EmbeddedBroker(settings.broker_host, settings.broker_port)
+                )
+                app.state.broker_port = broker.port
+                host = "127.0.0.1" if settings.broker_host in ("0.0.0.0", "::", "") else (
+                    settings.broker_host
+                )
+                port, shared = broker.port, False
+            else:
+                app.state.broker_port = None
+                (host, port), shared = settings.mqtt_address(), True
+            latency = LatencyHistogram()
+            ingest = IngestService(store, latency=latency)
+            app.state.ingest = ingest
+            app.state.metrics = CloudMetrics(ingest.stats, latency)
+            subscriber = MqttSubscriber(
+                host=host,
+                port=port,
+                client_id=settings.mqtt_client_id,
+                ingest=ingest,
+                shared=shared,
+                connect_timeout=settings.mqtt_connect_timeout,
+            )
+            dispatcher = CommandDispatcher(
+                store, subscriber, default_timeout=settings.command_timeout
+            )
+            subscriber.on_command_result = dispatcher.resolve
+            app.state.dispatcher = dispatcher
+            app.state.mqtt = await stack.enter_async_context(subscriber)
+            yield
+            log.info("cloud node stopping")
+
+    app = FastAPI(
+        title="fieldgate cloud",
+        version="0.1.0",
+        summary="Devices, telemetry and commands of fieldgate edge gateways",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.mqtt = None
+    app.state.broker_port = None
+    problems.install(app)
+    app.include_router(api_router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus exposition: aggregate counters and latency, no tenant data."""
+        registry = getattr(request.app.state, "metrics", None)
+        body = registry.render() if registry is not None else b""
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app

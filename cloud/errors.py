@@ -1,0 +1,63 @@
+"""Domain errors of the cloud core. The API renders each as RFC 9457 problem+json
+(``type``/``title``/``status`` from the class, ``detail`` from the instance)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class CloudError(Exception):
+    """Base of every error the API turns into a problem response."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def type(self) -> str:
+        return f"urn:fieldgate:problem:{self.slug}"
+
+
+class Unauthorized(CloudError):
+    status, slug, title = 401, "unauthorized", "Missing or invalid API key"
+
+
+class Forbidden(CloudError):
+    status, slug, title = 403, "forbidden", "The API key's role does not allow this"
+
+
+class NotFound(CloudError):
+    status, slug, title = 404, "not-found", "Not found"
+
+
+class Conflict(CloudError):
+    status, slug, title = 409, "conflict", "Conflict with the current state"
+
+
+class AlreadyExists(Conflict):
+    slug, title = "already-exists", "Already exists"
+
+
+class NotAGateway(Conflict):
+    slug, title = "not-a-gateway", "The device is not a gateway"
+
+
+class DeviceOffline(Conflict):
+    slug, title = "device-offline", "The device is offline"
+
+
+class InvalidParameter(CloudError):
+    status, slug, title = 422, "invalid-parameter", "Invalid parameter"
+
+
+class BrokerUnavailable(CloudError):
+    status, slug, title = 503, "broker-unavailable", "The MQTT broker is not reachable"
+
+
+class CommandTimeout(CloudError):
+    status, slug, title = 504, "command-timeout", "No answer from the gateway in time"

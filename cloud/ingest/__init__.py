@@ -1,0 +1,1 @@
+"""Ingest: every transport (MQTT today; HTTP and CoAP share it) calls ``cloud.ingest.service``."""

@@ -1,0 +1,78 @@
+"""Configuration of a cloud node: one pydantic-settings class, read from ``FIELDGATE_CLOUD_*``."""
+
+from __future__ import annotations
+
+import socket
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_client_id() -> str:
+    # A fixed id per node: the broker keeps the node's persistent session (and the
+    # un-acknowledged telemetry in it) across restarts only when the id is stable.
+    return f"fieldgate-cloud-{socket.gethostname()}"[:64]
+
+
+class CloudSettings(BaseSettings):
+    """Everything a cloud node needs; ``CloudSettings()`` reads the environment.
+
+    ``mqtt_url`` ``None`` means: run the embedded amqtt broker on ``broker_host:broker_port``
+    (port 0 = ephemeral; the bound port is published as ``app.state.broker_port``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FIELDGATE_CLOUD_", extra="forbid")
+
+    db_url: str = Field(
+        default="sqlite+aiosqlite:///./data/cloud.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    db_schema: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL only: schema to use (search_path); created if missing",
+    )
+    mqtt_url: str | None = Field(
+        default=None, description="external broker mqtt://host:port; None runs the embedded one"
+    )
+    mqtt_client_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        default_factory=_default_client_id,
+        description="MQTT client id of this node; must be stable (persistent session) and unique",
+    )
+    broker_host: str = "127.0.0.1"
+    broker_port: Annotated[int, Field(ge=0, le=65535)] = 1883
+    command_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    mqtt_connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError(f"expected mqtt://host[:port], got {value!r}")
+        return value
+
+    @field_validator("db_url")
+    @classmethod
+    def _check_db_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                f"expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://..., got {value!r}"
+            )
+        return value
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.mqtt_url is None
+
+    def mqtt_address(self) -> tuple[str, int]:
+        """Host and port of the external broker (only when ``mqtt_url`` is set)."""
+        if self.mqtt_url is None:
+            raise ValueError("no external broker configured (mqtt_url is None)")
+        parts = urlsplit(self.mqtt_url)
+        assert parts.hostname is not None  # checked by the validator
+        return parts.hostname, parts.port or 1883

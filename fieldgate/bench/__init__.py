@@ -1,0 +1,1 @@
+"""Benchmarks run by ``fieldgate bench``; each prints its figures."""

@@ -1,0 +1,1 @@
+"""fieldgate edge runtime: config, scheduler, buffer, forwarder, uplinks and commands."""
