@@ -47,10 +47,10 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
                 host = "127.0.0.1" if settings.broker_host in ("0.0.0.0", "::", "") else (
                     settings.broker_host
                 )
-                port, shared = broker.port, False
+                port, share_group = broker.port, None
             else:
                 app.state.broker_port = None
-                (host, port), shared = settings.mqtt_address(), True
+                (host, port), share_group = settings.mqtt_address(), settings.mqtt_share_group
             latency = LatencyHistogram()
             ingest = IngestService(store, latency=latency)
             app.state.ingest = ingest
@@ -60,7 +60,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
                 port=port,
                 client_id=settings.mqtt_client_id,
                 ingest=ingest,
-                shared=shared,
+                share_group=share_group,
                 connect_timeout=settings.mqtt_connect_timeout,
             )
             dispatcher = CommandDispatcher(

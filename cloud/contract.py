@@ -24,7 +24,8 @@ CMD = "cmd"
 CMD_RESULT = "cmd-result"
 
 TELEMETRY_SUBSCRIPTION = f"{TOPIC_ROOT}/+/{TELEMETRY}"
-SHARED_TELEMETRY_SUBSCRIPTION = f"$share/fieldgate/{TELEMETRY_SUBSCRIPTION}"
+DEFAULT_SHARE_GROUP = "fieldgate"
+SHARED_TELEMETRY_SUBSCRIPTION = f"$share/{DEFAULT_SHARE_GROUP}/{TELEMETRY_SUBSCRIPTION}"
 STATUS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/{STATUS}"
 EVENTS_SUBSCRIPTION = f"{TOPIC_ROOT}/+/{EVENTS}"
 CMD_RESULT_SUBSCRIPTION = f"{TOPIC_ROOT}/+/{CMD_RESULT}/+"
@@ -38,6 +39,12 @@ def topic(gateway_id: str, leaf: str, request_id: str | None = None) -> str:
     """``fg/v1/{gateway_id}/{leaf}`` or ``fg/v1/{gateway_id}/{leaf}/{request_id}``."""
     base = f"{TOPIC_ROOT}/{gateway_id}/{leaf}"
     return f"{base}/{request_id}" if request_id is not None else base
+
+
+def shared_subscription(topic_filter: str, group: str = DEFAULT_SHARE_GROUP) -> str:
+    """MQTT shared subscription: the broker hands each message to one member of ``group``,
+    so several cloud nodes split the telemetry load."""
+    return f"$share/{group}/{topic_filter}"
 
 
 class TopicParts(BaseModel):

@@ -41,6 +41,11 @@ class CloudSettings(BaseSettings):
         default_factory=_default_client_id,
         description="MQTT client id of this node; must be stable (persistent session) and unique",
     )
+    mqtt_share_group: str = Field(
+        default="fieldgate",
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Shared-subscription group of the nodes of one cluster (external broker)",
+    )
     broker_host: str = "127.0.0.1"
     broker_port: Annotated[int, Field(ge=0, le=65535)] = 1883
     command_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0

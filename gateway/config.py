@@ -30,8 +30,8 @@ class GatewaySection(_Strict):
     status_interval: Duration = Field(
         default=30.0, description="How often the retained status message is refreshed"
     )
-    shutdown_drain: float = Field(
-        default=5.0, ge=0, description="Seconds spent delivering buffered readings on shutdown"
+    shutdown_drain: Duration = Field(
+        default=5.0, description="Time spent delivering buffered readings on shutdown"
     )
 
 

@@ -82,8 +82,8 @@ class ModbusAdapter:
 
     Building it does no I/O: the config is already validated and the plan for all its tags
     is computed here, so a bad tag list fails at start-up rather than at the first poll.
-    Not safe for concurrent use of one instance from several tasks, which the runtime
-    never does (one poll of a device at a time).
+    Calls may overlap (a write command during a poll): the pymodbus client serialises
+    requests on one connection with its own lock.
     """
 
     def __init__(self, config: ModbusDeviceConfig) -> None:
@@ -93,7 +93,7 @@ class ModbusAdapter:
         self._client: AsyncModbusTcpClient | None = None
         self._plans: OrderedDict[int, _Plan] = OrderedDict()
         self._connect_error: BaseException | None = None
-        self._in_flight = False
+        self._in_flight = 0  # requests awaiting an answer (a write may overlap a poll)
         self.plan_for(config.tags)
 
     # -- planning ---------------------------------------------------------------------
@@ -240,7 +240,7 @@ class ModbusAdapter:
         :class:`ConnectError`. Cancellation (the runtime's timeout) drops it too, because a
         late answer would otherwise be taken for the answer to the next request."""
         cfg = self.config
-        self._in_flight = True
+        self._in_flight += 1
         try:
             response = await method(*args, **kwargs)
         except asyncio.CancelledError:
@@ -255,7 +255,7 @@ class ModbusAdapter:
                 f"modbus device {cfg.name!r} at {cfg.host}:{cfg.port}: {what} failed: {text}"
             ) from exc
         finally:
-            self._in_flight = False
+            self._in_flight -= 1
         return response
 
     async def read(self, tags: Sequence[ModbusTagConfig]) -> list[Reading]:

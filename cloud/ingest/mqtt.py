@@ -28,7 +28,6 @@ from cloud.contract import (
     CMD_RESULT_SUBSCRIPTION,
     EVENTS,
     EVENTS_SUBSCRIPTION,
-    SHARED_TELEMETRY_SUBSCRIPTION,
     STATUS,
     STATUS_SUBSCRIPTION,
     TELEMETRY,
@@ -39,6 +38,7 @@ from cloud.contract import (
     TelemetryBatch,
     decode_batch,
     parse_topic,
+    shared_subscription,
 )
 from cloud.errors import BrokerUnavailable
 from cloud.ingest.service import IngestService, InvalidBatch
@@ -75,7 +75,7 @@ def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
 class MqttSubscriber:
     """``async with MqttSubscriber(...) as mqtt``: ingests and lets callers ``publish``.
 
-    Subscribes to telemetry (``$share/fieldgate/...`` when ``shared``, which external
+    Subscribes to telemetry (``$share/{group}/...`` when ``share_group`` is set, which external
     brokers support and amqtt does not), status, events and command results (handed to
     ``on_command_result``, set before entering). Reconnects
     with back-off. ``__aenter__`` waits up to ``connect_timeout`` for the first
@@ -90,7 +90,7 @@ class MqttSubscriber:
         port: int,
         client_id: str,
         ingest: IngestService,
-        shared: bool,
+        share_group: str | None,
         on_command_result: Callable[[CommandResult], object] | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
@@ -100,7 +100,8 @@ class MqttSubscriber:
         self.ingest = ingest
         self.on_command_result = on_command_result
         self.telemetry_subscription = (
-            SHARED_TELEMETRY_SUBSCRIPTION if shared else TELEMETRY_SUBSCRIPTION
+            TELEMETRY_SUBSCRIPTION if share_group is None
+            else shared_subscription(TELEMETRY_SUBSCRIPTION, share_group)
         )
         self.connect_timeout = connect_timeout
         self.ready = asyncio.Event()

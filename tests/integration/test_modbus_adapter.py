@@ -314,3 +314,12 @@ async def test_cancelled_read_drops_the_session(silent_port: int) -> None:
     assert not adapter.connected
     await adapter.close()
 
+
+
+async def test_a_write_may_overlap_a_poll(adapter: ModbusAdapter, sim: ModbusSimulator) -> None:
+    tags = tuple(adapter.config.tags)
+    readings, held = await asyncio.gather(
+        adapter.read(tags), adapter.write(adapter.config.tags[1], 700)
+    )
+    assert len(readings) == len(tags) and held == 700
+    assert sim.plant.setpoint("motor2.setpoint") == 700
