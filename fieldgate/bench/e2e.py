@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.table import Table
 
 from fieldgate.stack import Stack
-from gateway.buffer import accepted_range
 from simulators.modbus import BENCH_BASE
 
 WARMUP_TIMEOUT = 60.0
@@ -31,6 +30,9 @@ class Snapshot:
     time: float
     cpu: float
     accepted: int
+    """Highest sequence number the gateway accepted, from its last status message."""
+    status_ts: float
+    """When that status was taken (s)."""
     stored: int
     latency: list[tuple[float, float]]
     """Cumulative histogram buckets (upper bound in seconds, count)."""
@@ -38,7 +40,7 @@ class Snapshot:
 
 def bench_config(tags: int, interval_ms: int) -> dict[str, Any]:
     return {
-        "gateway": {"id": "gw-bench", "status_interval": "10s"},
+        "gateway": {"id": "gw-bench", "status_interval": "1s"},
         "buffer": {"durability": "normal"},
         "uplink": {"inflight": 16, "max_batch_points": 10_000},
         "devices": [{
@@ -83,7 +85,10 @@ def quantile(buckets: list[tuple[float, float]], q: float) -> float | None:
 async def _snapshot(stack: Stack, process: psutil.Process) -> Snapshot:
     assert stack.api is not None
     times = process.cpu_times()
-    _, last = accepted_range(stack.buffer_path)
+    device = await stack.api.get(f"/api/v1/devices/{stack.gateway_id}")
+    device.raise_for_status()
+    status = device.json().get("status") or {}
+    buffer = status.get("buffer") or {}
     delivery = await stack.api.get(
         f"/api/v1/devices/{stack.gateway_id}/delivery",
         params={"from_seq": 0, "to_seq": 2**62},
@@ -94,7 +99,8 @@ async def _snapshot(stack: Stack, process: psutil.Process) -> Snapshot:
     return Snapshot(
         time=asyncio.get_running_loop().time(),
         cpu=times.user + times.system,
-        accepted=last or 0,
+        accepted=int(buffer.get("last_seq") or 0),
+        status_ts=float(status.get("ts") or 0) / 1000,
         stored=int(delivery.json()["count"]),
         latency=_latency_buckets(metrics.text),
     )
@@ -121,7 +127,7 @@ async def run_e2e(
         loop = asyncio.get_running_loop()
         deadline = loop.time() + WARMUP_TIMEOUT
         first = await _snapshot(stack, process)
-        while first.stored < tags and loop.time() < deadline:
+        while (first.stored < tags or first.accepted == 0) and loop.time() < deadline:
             await asyncio.sleep(0.5)
             first = await _snapshot(stack, process)
         if first.stored == 0:
@@ -132,6 +138,7 @@ async def run_e2e(
 
     elapsed = second.time - first.time
     polled = second.accepted - first.accepted
+    polled_elapsed = second.status_ts - first.status_ts
     stored = second.stored - first.stored
     window = [
         (bound, count - dict(first.latency).get(bound, 0.0)) for bound, count in second.latency
@@ -142,11 +149,11 @@ async def run_e2e(
         "tags": tags,
         "interval_ms": interval_ms,
         "offered_points_per_s": tags * 1000 / interval_ms,
-        "polled_points_per_s": polled / elapsed,
+        "polled_points_per_s": polled / polled_elapsed if polled_elapsed > 0 else None,
         "stored_points_per_s": stored / elapsed,
         "latency_p50_ms": None if p50 is None else p50 * 1000,
         "latency_p99_ms": None if p99 is None else p99 * 1000,
-        "gateway_cpu_s_per_1000_points": cpu / polled * 1000 if polled else None,
+        "gateway_cpu_s_per_1000_points": cpu / polled * 1000 if polled > 0 else None,
         "gateway_cpu_percent": cpu / elapsed * 100,
         "gateway_peak_rss_mb": peak_rss / 1e6,
     }
