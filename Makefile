@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy gateway adapters cloud simulators fieldgate
 	$(BIN)/pytest $(ARGS)
 
 schema: $(STAMP)

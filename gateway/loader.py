@@ -110,10 +110,10 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfigBase:
                 kind = device["type"]
                 if not isinstance(kind, str) or kind not in registry.plugins():
                     known = ", ".join(sorted(registry.plugins())) or "none"
-                    path = ("devices", index, "type")
+                    where: Loc = ("devices", index, "type")
                     problems.append((
-                        format_path(path),
-                        _nearest_line(path, lines),
+                        format_path(where),
+                        _nearest_line(where, lines),
                         f"unknown device type {kind!r} (installed adapters: {known})",
                     ))
     if problems:

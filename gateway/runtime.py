@@ -130,11 +130,11 @@ class Gateway:
                 finally:
                     self.started.clear()
                     # A reload replaces the devices task outside the group; stop it too.
-                    task = self._devices_task
-                    if task is not None and not task.done():
-                        task.cancel()
+                    devices = self._devices_task
+                    if devices is not None and not devices.done():
+                        devices.cancel()
                         with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                            await devices
 
     async def _shutdown(self, buffer: Buffer, uplink: MqttUplink) -> None:
         task = self._devices_task

@@ -236,6 +236,12 @@ async def test_values_arrive_unchanged_and_commands_reach_the_device(
             assert by_name[gw]["kind"] == "gateway"
             assert by_name[field_device]["parent"] == gw
 
+            async def field_device_online() -> bool:
+                device = (await cloud.api.get(f"/api/v1/devices/{field_device}")).json()
+                return device["online"] is True
+
+            await eventually(field_device_online, "the device_connected event")
+
             async def online() -> bool:
                 device = (await cloud.api.get(f"/api/v1/devices/{gw}")).json()
                 return device["online"] is True
@@ -302,6 +308,13 @@ async def test_uplink_outage_loses_nothing(tmp_path: Path, request: pytest.Fixtu
                 await cloud.wait_for(lambda s: s.points > 0)
                 await link.cut()
                 await asyncio.wait_for(gateway.uplink.wait_disconnected(), 10)
+
+                async def online(expected: bool) -> bool:
+                    device = (await cloud.api.get(f"/api/v1/devices/{cloud.gateway_id}")).json()
+                    return device["online"] is expected
+
+                # The broker saw the link die without a DISCONNECT: it sends the Last Will.
+                await eventually(lambda: online(False), "the Last Will (offline)")
                 cut_at = gateway.buffer.last_seq or 0
                 # Polling continues during the outage: 20 more polls of every tag.
                 await asyncio.wait_for(
@@ -310,6 +323,7 @@ async def test_uplink_outage_loses_nothing(tmp_path: Path, request: pytest.Fixtu
                 stored_during_outage = cloud.app.state.ingest.stats.points
                 await link.restore()
                 await asyncio.wait_for(gateway.uplink.wait_connected(), 10)
+                await eventually(lambda: online(True), "the online status after reconnect")
                 await cloud.wait_for(lambda s: s.points >= stored_during_outage + 20 * len(TAGS))
         first, last = accepted_range(buffer)
         assert first is not None and last is not None
