@@ -28,7 +28,8 @@ class ForwarderStats:
     points: int = 0
     bytes: int = 0
     failures: int = 0
-    resends: int = 0
+    inflight: int = 0
+    max_inflight: int = 0
 
 
 class Forwarder:
@@ -61,6 +62,11 @@ class Forwarder:
             except* UplinkError as group:
                 self.stats.failures += 1
                 log.info("forwarding interrupted: %s", group.exceptions[0])
+            except* Exception as group:
+                # The buffer refusing a read or an ack (disk trouble) must not stop the
+                # gateway: the readings stay where they are and are tried again.
+                self.stats.failures += 1
+                log.error("forwarding failed: %r; retrying", group.exceptions[0])
             # Whatever was in flight and not acknowledged is still in the buffer; the
             # next session reads it again from the oldest row.
             await asyncio.sleep(self.retry_delay)
@@ -106,10 +112,14 @@ class Forwarder:
         return not lost.done() or lost.cancelled()
 
     async def _send(self, batch: OutboxBatch, payload: bytes, slots: asyncio.Semaphore) -> None:
+        stats = self.stats
+        stats.inflight += 1
+        stats.max_inflight = max(stats.max_inflight, stats.inflight)
         try:
             await self.uplink.publish_telemetry(payload)
             await self.buffer.ack(batch.first, batch.last)
         finally:
+            stats.inflight -= 1
             slots.release()
         self.stats.batches += 1
         self.stats.points += len(batch)

@@ -152,6 +152,11 @@ class MqttUplink:
                             await refresher
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
+            except Exception as exc:
+                # e.g. an unreadable TLS file or a status that cannot be built: report it
+                # and keep retrying rather than leave the gateway without an uplink.
+                log.exception("uplink failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
                 self._connected.clear()
                 self._lost.set()
