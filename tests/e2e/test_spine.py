@@ -59,6 +59,23 @@ class Cloud:
     async def wait_for(self, predicate: Callable[[Any], bool]) -> None:
         await asyncio.wait_for(self.app.state.ingest.wait_for(predicate), 20)
 
+    async def wait_online(self, device: str, expected: bool, what: str) -> None:
+        async def check() -> bool:
+            return (await self.api.get(f"/api/v1/devices/{device}")).json()["online"] is expected
+
+        await eventually(check, what)
+
+    async def assert_all_delivered(self, buffer: Path) -> None:
+        """Every sequence number the (stopped) gateway's buffer handed out is stored."""
+        first, last = accepted_range(buffer)
+        assert first is not None and last is not None
+        delivery = (await self.api.get(
+            f"/api/v1/devices/{self.gateway_id}/delivery",
+            params={"from_seq": first, "to_seq": last},
+        )).json()
+        assert delivery["missing"] == 0, delivery
+        assert delivery["count"] == last - first + 1
+
 
 @dataclass
 class Sniffer:
@@ -235,18 +252,8 @@ async def test_values_arrive_unchanged_and_commands_reach_the_device(
             by_name = {d["name"]: d for d in devices}
             assert by_name[gw]["kind"] == "gateway"
             assert by_name[field_device]["parent"] == gw
-
-            async def field_device_online() -> bool:
-                device = (await cloud.api.get(f"/api/v1/devices/{field_device}")).json()
-                return device["online"] is True
-
-            await eventually(field_device_online, "the device_connected event")
-
-            async def online() -> bool:
-                device = (await cloud.api.get(f"/api/v1/devices/{gw}")).json()
-                return device["online"] is True
-
-            await eventually(online, "the gateway's online status")
+            await cloud.wait_online(field_device, True, "the device_connected event")
+            await cloud.wait_online(gw, True, "the gateway's online status")
 
             # Downlink: write and read a tag through the API, gateway and Modbus.
             response = await cloud.api.post(
@@ -270,19 +277,8 @@ async def test_values_arrive_unchanged_and_commands_reach_the_device(
             assert "read-only" in result["error"]
 
         # The gateway stopped (delivering its backlog first): nothing it accepted is missing.
-        first, last = accepted_range(buffer)
-        assert first is not None and last is not None
-        delivery = (await cloud.api.get(
-            f"/api/v1/devices/{gw}/delivery", params={"from_seq": first, "to_seq": last}
-        )).json()
-        assert delivery["missing"] == 0, delivery
-        assert delivery["count"] == last - first + 1
-
-        async def offline() -> bool:
-            device = (await cloud.api.get(f"/api/v1/devices/{gw}")).json()
-            return device["online"] is False
-
-        await eventually(offline, "the gateway's offline status")
+        await cloud.assert_all_delivered(buffer)
+        await cloud.wait_online(gw, False, "the gateway's offline status")
 
         response = await cloud.api.post(
             f"/api/v1/devices/{field_device}/commands",
@@ -308,13 +304,8 @@ async def test_uplink_outage_loses_nothing(tmp_path: Path, request: pytest.Fixtu
                 await cloud.wait_for(lambda s: s.points > 0)
                 await link.cut()
                 await asyncio.wait_for(gateway.uplink.wait_disconnected(), 10)
-
-                async def online(expected: bool) -> bool:
-                    device = (await cloud.api.get(f"/api/v1/devices/{cloud.gateway_id}")).json()
-                    return device["online"] is expected
-
                 # The broker saw the link die without a DISCONNECT: it sends the Last Will.
-                await eventually(lambda: online(False), "the Last Will (offline)")
+                await cloud.wait_online(cloud.gateway_id, False, "the Last Will (offline)")
                 cut_at = gateway.buffer.last_seq or 0
                 # Polling continues during the outage: 20 more polls of every tag.
                 await asyncio.wait_for(
@@ -323,12 +314,6 @@ async def test_uplink_outage_loses_nothing(tmp_path: Path, request: pytest.Fixtu
                 stored_during_outage = cloud.app.state.ingest.stats.points
                 await link.restore()
                 await asyncio.wait_for(gateway.uplink.wait_connected(), 10)
-                await eventually(lambda: online(True), "the online status after reconnect")
+                await cloud.wait_online(cloud.gateway_id, True, "online after the reconnect")
                 await cloud.wait_for(lambda s: s.points >= stored_during_outage + 20 * len(TAGS))
-        first, last = accepted_range(buffer)
-        assert first is not None and last is not None
-        delivery = (await cloud.api.get(
-            f"/api/v1/devices/{cloud.gateway_id}/delivery",
-            params={"from_seq": first, "to_seq": last},
-        )).json()
-        assert delivery["missing"] == 0, delivery
+        await cloud.assert_all_delivered(buffer)
