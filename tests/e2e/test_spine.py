@@ -124,7 +124,8 @@ async def cloud_node(
                 yield Cloud(app, api, broker, gateway_id)
     finally:
         if settings.mqtt_url is not None:
-            await purge_session(settings.mqtt_url, settings.mqtt_client_id)
+            for client_id in (settings.mqtt_client_id, f"fieldgate-{gateway_id}"):
+                await purge_session(settings.mqtt_url, client_id)
         if schema is not None:
             engine = create_engine(settings.db_url)
             async with engine.begin() as conn:
@@ -133,7 +134,7 @@ async def cloud_node(
 
 
 async def purge_session(url: str, client_id: str) -> None:
-    """Remove the persistent session the node left on the shared external broker."""
+    """Remove a persistent session (cloud node, gateway) left on the shared broker."""
     parts = urlsplit(url)
     async with aiomqtt.Client(
         parts.hostname or "127.0.0.1", parts.port or 1883, identifier=client_id,
