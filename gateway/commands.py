@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 from adapters.base import AdapterError, ConnectError, DeviceError, ReadOnlyError, WriteError, now_ms
-from cloud.contract import Command, CommandResult
+from cloud.contract import Command, CommandErrorCode, CommandResult
 from gateway.scheduler import DeviceRunner
 from gateway.uplink.base import Uplink
 
@@ -53,8 +53,8 @@ class CommandRouter:
     async def execute(self, command: Command) -> CommandResult:
         """Run one command and describe the outcome; never raises."""
 
-        def fail(code: str, error: str) -> CommandResult:
-            return CommandResult(id=command.id, ok=False, ts=now_ms(), code=code, error=error)  # type: ignore[arg-type]
+        def fail(code: CommandErrorCode, error: str) -> CommandResult:
+            return CommandResult(id=command.id, ok=False, ts=now_ms(), code=code, error=error)
 
         if command.deadline is not None and now_ms() > command.deadline:
             return fail("expired", "the command's deadline passed before it reached the gateway")
