@@ -1,6 +1,6 @@
 # One image, two roles:
 #   docker run IMAGE gateway run -c /etc/fieldgate/gateway.yaml
-#   docker run -p 8080:8080 -p 1883:1883 IMAGE cloud serve --host 0.0.0.0
+#   docker run -p 8080:8080 -p 1883:1883 IMAGE cloud serve --host 0.0.0.0 --broker-host 0.0.0.0
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
