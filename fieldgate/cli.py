@@ -11,6 +11,7 @@ import yaml
 from rich.console import Console
 
 from cloud.cli import app as cloud_app
+from fieldgate.probe import app as probe_app
 from gateway.cli import app as gateway_app
 from gateway.cli import setup_logging
 from simulators.cli import app as sim_app
@@ -23,6 +24,7 @@ app = typer.Typer(
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(cloud_app, name="cloud")
 app.add_typer(sim_app, name="sim", help="Run device simulators driven by the plant model.")
+app.add_typer(probe_app, name="probe")
 
 bench_app = typer.Typer(help="Benchmarks that print figures.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -65,6 +67,17 @@ def bench_e2e(
 
     setup_logging("warning")
     asyncio.run(run_e2e(tags=tags, interval_ms=interval, duration=duration, console=Console()))
+
+
+@bench_app.command("modbus")
+def bench_modbus(
+    tags: Annotated[int, typer.Option(help="Contiguous float32 tags")] = 10000,
+) -> None:
+    """Requests per poll next to the protocol minimum, and tag reads per second."""
+    from fieldgate.bench.modbus import run_modbus_bench
+
+    setup_logging("warning")
+    asyncio.run(run_modbus_bench(tags, Console()))
 
 
 def main() -> None:

@@ -87,8 +87,12 @@ def _describe(error: Any, data_at: Any) -> str:
     return message
 
 
-def parse_config(text: str, source: str = "<config>") -> GatewayConfigBase:
-    """Validate YAML ``text``; raises :class:`ConfigError` listing every problem."""
+def parse_config(
+    text: str, source: str = "<config>", config_dir: Path | None = None
+) -> GatewayConfigBase:
+    """Validate YAML ``text``; raises :class:`ConfigError` listing every problem.
+    Relative file names inside the config (e.g. ``tags_csv``) resolve against
+    ``config_dir`` (the config file's folder), else the working directory."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -120,7 +124,8 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfigBase:
         raise ConfigError(f"{source}: {len(problems)} problem(s)", problems)
 
     try:
-        return gateway_config_model().model_validate(data)
+        context = {"config_dir": str(config_dir)} if config_dir is not None else None
+        return gateway_config_model().model_validate(data, context=context)
     except ValidationError as exc:
         for error in exc.errors():
             path = _data_path(tuple(error["loc"]), data)
@@ -142,4 +147,4 @@ def load_config(path: str | Path) -> GatewayConfigBase:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
-    return parse_config(text, source=str(file))
+    return parse_config(text, source=str(file), config_dir=file.parent)

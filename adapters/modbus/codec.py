@@ -13,15 +13,19 @@ This lets :class:`BlockDecoder` decode a whole response with one ``pack`` of the
 and one ``unpack_from`` per distinct layout (normally exactly one) instead of a conversion
 per tag — the read path is the gateway's hot loop.
 
-Adding a type (int64, uint64, float64: one :data:`TYPES` entry each; string as ``"{n}s"``
-and bool as a bit of a uint16 need a post-conversion step in :class:`BlockDecoder` and
-:func:`encode`) does not change the block machinery.
+The numeric types are the entries of :data:`TYPES` (16, 32 and 64 bits). Two more kinds ride
+on the same lanes with a conversion step after unpacking: a *bit* of a register
+(:data:`BIT`, unpacked as a uint16, then masked) and a fixed-length ASCII *string*
+(:func:`string_type`, unpacked as ``"{n}s"``; only the byte order inside each register
+applies to it, registers are always in address order). Coils and discrete inputs are not
+registers and are decoded by :class:`BitDecoder`.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,15 +34,20 @@ from typing import Literal
 from gateway.errors import WriteError
 
 __all__ = [
+    "BIT",
     "ORDERS",
     "TYPES",
+    "BitDecoder",
     "BlockDecoder",
     "ByteOrder",
     "DataType",
     "Field",
     "WordOrder",
     "decode",
+    "decode_string",
     "encode",
+    "encode_string",
+    "string_type",
     "to_engineering",
     "to_raw",
 ]
@@ -63,7 +72,7 @@ class DataType:
     name: str
     registers: int
     code: str
-    kind: Literal["int", "float"]
+    kind: Literal["int", "float", "bit", "str"]
     minimum: float
     maximum: float
 
@@ -75,6 +84,7 @@ def _int_type(name: str, registers: int, code: str, signed: bool) -> DataType:
 
 
 _FLOAT32_MAX = struct.unpack(">f", b"\x7f\x7f\xff\xff")[0]
+_FLOAT64_MAX = sys.float_info.max
 
 TYPES: dict[str, DataType] = {
     t.name: t
@@ -83,10 +93,57 @@ TYPES: dict[str, DataType] = {
         _int_type("uint16", 1, "H", signed=False),
         _int_type("int32", 2, "i", signed=True),
         _int_type("uint32", 2, "I", signed=False),
+        _int_type("int64", 4, "q", signed=True),
+        _int_type("uint64", 4, "Q", signed=False),
         DataType("float32", 2, "f", "float", -_FLOAT32_MAX, _FLOAT32_MAX),
+        DataType("float64", 4, "d", "float", -_FLOAT64_MAX, _FLOAT64_MAX),
     )
 }
-"""Every supported data type by its config name (``type:`` of a tag)."""
+"""Every numeric data type by its config name (``type:`` of a tag)."""
+
+BIT = DataType("bool", 1, "H", "bit", 0, 1)
+"""One bit of a register: the register is unpacked as a uint16, then the bit is taken."""
+
+
+@lru_cache(maxsize=64)
+def string_type(length: int) -> DataType:
+    """A fixed-length ASCII string of ``length`` characters (bytes), two per register;
+    an odd length leaves the last register's low byte (as sent) unused."""
+    if not 1 <= length <= 250:
+        raise ValueError(f"a string is 1..250 characters long, got {length}")
+    registers = (length + 1) // 2
+    return DataType("string", registers, f"{2 * registers}s", "str", 0, length)
+
+
+def decode_string(raw: bytes, length: int) -> str:
+    """The text of a string register area: the first ``length`` bytes, up to the first NUL,
+    trailing spaces removed (devices pad with either); bytes above 127 become U+FFFD."""
+    text = raw[:length].split(b"\x00", 1)[0]
+    return text.decode("ascii", errors="replace").rstrip(" ")
+
+
+def encode_string(
+    dtype: DataType, value: object, tag: str, byte_order: ByteOrder = "big"
+) -> list[int]:
+    """Registers holding ``value`` padded with NUL bytes to the string's registers.
+
+    Raises :class:`WriteError` naming ``tag`` for a value that is not ASCII text or is
+    longer than the string.
+    """
+    if not isinstance(value, str):
+        raise WriteError(f"tag {tag!r} (string) needs text, got {type(value).__name__} {value!r}")
+    try:
+        data = value.encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise WriteError(f"tag {tag!r} (string) takes ASCII text only, got {value!r}") from exc
+    if len(data) > dtype.maximum:
+        raise WriteError(
+            f"value {value!r} for tag {tag!r} is {len(data)} characters long; "
+            f"the string holds at most {dtype.maximum:g}"
+        )
+    data = data.ljust(2 * dtype.registers, b"\x00")
+    prefix = "<" if byte_order == "little" else ">"
+    return list(_registers_struct(dtype.registers, prefix).unpack(data))
 
 
 def _swapped(byte_order: ByteOrder, word_order: WordOrder) -> bool:
@@ -184,6 +241,20 @@ class Field:
     word_order: WordOrder = "big"
     scale: float = 1.0
     value_offset: float = 0.0
+    bit: int = 0
+    """For :data:`BIT` fields: which bit of the register (0 = least significant)."""
+
+    @property
+    def swapped(self) -> bool:
+        """Whether the field is unpacked from the byte-swapped copy of the block. Strings
+        have no word order: their registers are always in address order."""
+        if self.dtype.kind == "str":
+            return self.byte_order == "little"
+        return _swapped(self.byte_order, self.word_order)
+
+    @property
+    def lane_order(self) -> WordOrder:
+        return "big" if self.dtype.kind == "str" else self.word_order
 
 
 class _Lane:
@@ -217,7 +288,7 @@ class BlockDecoder:
     beyond the scaling of fields that have one.
     """
 
-    __slots__ = ("_need_swapped", "_scaled", "_structs", "_wire", "count", "order")
+    __slots__ = ("_convert", "_need_swapped", "_scaled", "_structs", "_wire", "count", "order")
 
     def __init__(self, count: int, fields: Sequence[Field]) -> None:
         for f in fields:
@@ -230,16 +301,16 @@ class BlockDecoder:
         by_position = sorted(range(len(fields)), key=lambda i: fields[i].offset)
         for i in by_position:
             f = fields[i]
-            swapped = _swapped(f.byte_order, f.word_order)
+            swapped, word_order = f.swapped, f.lane_order
             for lane in lanes:
                 if (
                     lane.swapped == swapped
-                    and lane.word_order == f.word_order
+                    and lane.word_order == word_order
                     and lane.end <= f.offset
                 ):
                     break
             else:
-                lane = _Lane(swapped, f.word_order)
+                lane = _Lane(swapped, word_order)
                 lanes.append(lane)
             lane.take(i, f)
         self._structs = tuple(
@@ -254,17 +325,51 @@ class BlockDecoder:
             for pos, i in enumerate(self.order)
             if fields[i].scale != 1.0 or fields[i].value_offset != 0.0
         )
+        self._convert = tuple(
+            (pos, fields[i].dtype.kind, fields[i].bit, int(fields[i].dtype.maximum))
+            for pos, i in enumerate(self.order)
+            if fields[i].dtype.kind in ("bit", "str")
+        )
 
-    def decode(self, registers: Sequence[int]) -> list[int | float]:
-        """Values of the fields in :attr:`order`, as engineering values.
+    def decode(self, registers: Sequence[int]) -> list[int | float | bool | str]:
+        """Values of the fields in :attr:`order`, as engineering values (bits as ``bool``,
+        strings as ``str``).
 
         ``registers`` must hold exactly :attr:`count` registers (0..65535 each).
         """
         wire = self._wire.pack(*registers)
         swapped = _registers_struct(self.count, "<").pack(*registers) if self._need_swapped else b""
-        values: list[int | float] = []
+        values: list[int | float | bool | str] = []
         for use_swapped, layout in self._structs:
             values.extend(layout.unpack_from(swapped if use_swapped else wire))
         for pos, scale, offset in self._scaled:
-            values[pos] = values[pos] * scale + offset
+            values[pos] = values[pos] * scale + offset  # type: ignore[operator]
+        for pos, kind, bit, length in self._convert:
+            raw = values[pos]
+            if kind == "bit":
+                values[pos] = bool((raw >> bit) & 1)  # type: ignore[operator]
+            else:
+                values[pos] = decode_string(raw, length)  # type: ignore[arg-type]
         return values
+
+
+class BitDecoder:
+    """Decodes the answer to a coil or discrete-input read (one bool per address).
+
+    Same interface as :class:`BlockDecoder`: values come back in :attr:`order`.
+    """
+
+    __slots__ = ("count", "offsets", "order")
+
+    def __init__(self, count: int, offsets: Sequence[int]) -> None:
+        for offset in offsets:
+            if not 0 <= offset < count:
+                raise ValueError(f"bit at offset {offset} does not fit a block of {count}")
+        self.count = count
+        self.order: tuple[int, ...] = tuple(sorted(range(len(offsets)), key=offsets.__getitem__))
+        self.offsets = tuple(offsets[i] for i in self.order)
+
+    def decode(self, bits: Sequence[bool]) -> list[int | float | bool | str]:
+        """Values in :attr:`order`; ``bits`` holds at least :attr:`count` bits (pymodbus
+        pads the answer to a multiple of 8)."""
+        return [bool(bits[o]) for o in self.offsets]

@@ -171,3 +171,65 @@ def test_extra_signals_change_deterministically(clock: FakeClock) -> None:
     other = Plant(seed=5, extra_signals=10_000, clock=other_clock)
     other_clock.advance(1.0)
     assert other.extra() == plant.extra()
+
+
+def test_on_off_signals_are_booleans(clock: FakeClock) -> None:
+    values = Plant(clock=clock).sample()
+    for name, signal in SIGNALS.items():
+        assert isinstance(values[name], bool) is signal.boolean, name
+    assert values["motor1.run"] is True and values["line.running"] is True
+    assert values["line.fault"] is False and values["tank.high"] is False
+
+
+def test_switching_a_motor_off_coasts_it_down_and_keeps_its_setpoint(clock: FakeClock) -> None:
+    plant = Plant(clock=clock, motor1_setpoint=1500.0, motor2_setpoint=900.0)
+    clock.advance(60)
+    assert plant.sample()["motor1.speed"] == pytest.approx(1500, rel=0.01)
+    plant.set_running("motor1.run", False)
+    clock.advance(2.0)  # one time constant: down to 37 %
+    values = plant.sample()
+    assert values["motor1.speed"] == pytest.approx(1500 * math.exp(-1), rel=0.01)
+    assert values["motor1.run"] is False and plant.setpoint("motor1.setpoint") == 1500
+    assert values["line.state"] == LineState.RUNNING  # motor 2 still runs
+    plant.write("motor2.run", 0)
+    clock.advance(60)
+    values = plant.sample()
+    assert values["line.state"] == LineState.STOPPED and values["line.running"] is False
+    assert values["motor2.speed"] < 1
+    plant.write("motor1.run", 1)
+    clock.advance(60)
+    assert plant.sample()["motor1.speed"] == pytest.approx(1500, rel=0.01)
+
+
+def test_fault_shows_on_the_fault_signal(clock: FakeClock) -> None:
+    plant = Plant(clock=clock)
+    plant.set_fault(True)
+    values = plant.sample()
+    assert values["line.fault"] is True and values["line.running"] is False
+
+
+def test_overfill_raises_the_high_level_switch_and_clears(clock: FakeClock) -> None:
+    plant = Plant(seed=2, clock=clock)
+    samples = run(plant, clock, 900, step=5.0)
+    assert not any(s["tank.high"] for s in samples)  # the normal cycle stays below 90 %
+    plant.set_overfill(True)
+    clock.advance(90)
+    values = plant.sample()
+    assert values["tank.level"] > 90 and values["tank.high"] is True
+    plant.set_overfill(False)
+    clock.advance(200)
+    values = plant.sample()
+    assert values["tank.level"] < 85 and values["tank.high"] is False
+
+
+def test_writes_are_checked_before_anything_changes(clock: FakeClock) -> None:
+    plant = Plant(clock=clock)
+    assert plant.check_write("motor1.setpoint", 100) == 100.0
+    assert plant.check_write("motor2.run", 0) == 0.0
+    with pytest.raises(ValueError, match=r"0\.\.3000"):
+        plant.write("motor1.setpoint", 5000)
+    with pytest.raises(KeyError, match="not a writable plant signal"):
+        plant.write("tank.level", 50)
+    with pytest.raises(KeyError, match="unknown run flag"):
+        plant.set_running("motor3.run", True)
+    assert plant.setpoint("motor1.setpoint") == 1450 and plant.running("motor1.run")

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 import adapters.modbus
 from adapters.modbus import ModbusAdapter, ModbusDeviceConfig, ModbusTagConfig, plugin
 from adapters.registry import get
-from simulators.modbus import PLANT_MAP
+from simulators.modbus import PLANT_TAGS
 
 SAMPLE = Path(adapters.modbus.__file__).with_name("sample.yaml")
 
@@ -108,8 +108,8 @@ def test_address_must_leave_room_for_the_value() -> None:
     [
         ({"address": -1}, "tags.0.address", "greater than or equal to 0"),
         ({"address": 65536}, "tags.0.address", "less than or equal to 65535"),
-        ({"type": "float64"}, "tags.0.type", "'int16', 'uint16', 'int32', 'uint32' or 'float32'"),
-        ({"table": "coil"}, "tags.0.table", "'holding' or 'input'"),
+        ({"type": "float128"}, "tags.0.type", "'float64' or 'string'"),
+        ({"table": "coil"}, "tags.0.table", "'input' or 'holding'"),
         ({"scale": 0}, "tags.0.scale", "scale must be a finite number other than 0, got 0"),
         ({"offset": float("nan")}, "tags.0.offset", "offset must be a finite number"),
         ({"order": "ADCB"}, "tags.0.order", "'ABCD', 'CDAB', 'BADC' or 'DCBA'"),
@@ -173,8 +173,8 @@ def test_sample_config_is_valid_and_mirrors_the_simulator_map() -> None:
     (entry,) = data["devices"]
     cfg = ModbusDeviceConfig.model_validate(entry)
     by_name = {t.name: t for t in cfg.tags}
-    assert set(by_name) == {e.name for e in PLANT_MAP}
-    for e in PLANT_MAP:
+    assert set(by_name) == {e.name for e in PLANT_TAGS}
+    for e in PLANT_TAGS:
         t = by_name[e.name]
         assert (t.table, t.address, t.type, t.scale, t.unit) == (
             e.table, e.address, e.type, e.scale, e.unit
