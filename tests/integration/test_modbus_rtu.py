@@ -1,116 +1,47 @@
-"""Modbus RTU over a real serial line: two pseudo-terminals joined by a byte relay (what
-``socat`` does), a pymodbus serial server on one end and the adapter on the other, so the
-RTU framing, CRCs and termios settings are the real ones.
-
-The simulator's own RTU server (``ModbusSimulator(framer="rtu", serial_port=...)``) is
-being built in parallel; until it lands this uses a pymodbus ``ModbusSerialServer`` with
-the same register layout the adapter tests need.
-"""
+"""Modbus RTU over a real serial line: two pseudo-terminals joined like a null-modem
+cable (``simulators.nullmodem``), the simulator's RTU server on one end and the adapter on
+the other, so the RTU framing, CRCs and termios settings are the real ones."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import tty
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 pytest.importorskip("serial", reason="the Modbus serial transport needs pyserial")
 
-from pymodbus.framer import FramerType
-from pymodbus.server import ModbusSerialServer
-from pymodbus.server.base import ModbusBaseServer
-from pymodbus.simulator import DataType, SimData, SimDevice
-
 from adapters.base import Quality
 from adapters.modbus import ModbusAdapter, ModbusDeviceConfig
 from adapters.modbus.line import lines
 from gateway.errors import ConnectError
+from simulators.faults import Faults
+from simulators.modbus import ModbusSimulator
+from simulators.nullmodem import NullModem
+from simulators.plant import Plant
 
 pytestmark = pytest.mark.integration
 
 
-class PtyLine:
-    """Two pty pairs whose master ends are relayed to each other: a null-modem cable
-    between :attr:`device_end` and :attr:`gateway_end` (paths such as /dev/pts/7)."""
-
-    def __init__(self) -> None:
-        self._fds: list[int] = []
-        self.device_end = self.gateway_end = ""
-        self._masters: tuple[int, int] = (-1, -1)
-
-    async def __aenter__(self) -> PtyLine:
-        m1, s1 = os.openpty()
-        m2, s2 = os.openpty()
-        self._fds = [m1, s1, m2, s2]
-        for fd in (m1, m2, s1, s2):
-            tty.setraw(fd)
-            os.set_blocking(fd, False)
-        self.device_end, self.gateway_end = os.ttyname(s1), os.ttyname(s2)
-        self._masters = (m1, m2)
-        loop = asyncio.get_running_loop()
-        loop.add_reader(m1, self._relay, m1, m2)
-        loop.add_reader(m2, self._relay, m2, m1)
-        return self
-
-    @staticmethod
-    def _relay(src: int, dst: int) -> None:
-        try:
-            data = os.read(src, 4096)
-        except (BlockingIOError, OSError):
-            return
-        if data:
-            os.write(dst, data)
-
-    async def __aexit__(self, *exc: object) -> None:
-        loop = asyncio.get_running_loop()
-        for fd in self._masters:
-            loop.remove_reader(fd)
-        for fd in self._fds:
-            os.close(fd)
+@pytest.fixture
+async def pty_line() -> AsyncIterator[tuple[str, str]]:
+    """(device end, gateway end) of a null-modem pair of ptys."""
+    async with NullModem() as ports:
+        yield ports
 
 
 @pytest.fixture
-async def pty_line() -> AsyncIterator[PtyLine]:
-    async with PtyLine() as line:
-        yield line
-
-
-def _device(unit: int, action: Any = None) -> SimDevice:
-    return SimDevice(
-        id=unit,
-        action=action,
-        simdata=(
-            [SimData(0, count=16, values=False, datatype=DataType.BITS)],
-            [SimData(0, count=16, values=False, datatype=DataType.BITS)],
-            [SimData(0, count=20, values=unit * 100, datatype=DataType.REGISTERS)],
-            [SimData(0, count=4, values=unit, datatype=DataType.REGISTERS)],
-        ),
-    )
-
-
-@pytest.fixture
-async def rtu_server(pty_line: PtyLine) -> AsyncIterator[ModbusSerialServer]:
-    """Units 1 and 2 answer; unit 3 is hung (its answers are held until teardown)."""
-    release = asyncio.Event()
-
-    async def hung(*_: Any) -> None:
-        await release.wait()
-
-    server = ModbusSerialServer(
-        [_device(1), _device(2), _device(3, hung)], port=pty_line.device_end,
-        framer=FramerType.RTU, baudrate=19200, parity="N",
-    )
-    await server.serve_forever(background=True)
-    try:
-        yield server
-    finally:
-        release.set()
-        await server.shutdown()
-        if ModbusBaseServer.active_server is server:
-            ModbusBaseServer.active_server = None
+async def rtu_server(pty_line: tuple[str, str]) -> AsyncIterator[ModbusSimulator]:
+    """Units 1 and 2 answer (setpoint 100 and 200 rpm); unit 3 is silent."""
+    plants = {
+        1: Plant(seed=1, motor1_setpoint=100),
+        2: Plant(seed=2, motor1_setpoint=200),
+        3: Plant(seed=3),
+    }
+    async with ModbusSimulator(
+        units=plants, serial_port=pty_line[0], baudrate=19200, faults=Faults(silent_units={3})
+    ) as sim:
+        yield sim
 
 
 def rtu_device(path: str, name: str, unit: int, **extra: object) -> ModbusDeviceConfig:
@@ -119,39 +50,42 @@ def rtu_device(path: str, name: str, unit: int, **extra: object) -> ModbusDevice
         # Linux ptys accept only 8 data bits without parity (the kernel refuses the rest).
         "baudrate": 19200, "parity": "N", "unit": unit, "timeout": 1.0, **extra,
         "tags": [
-            {"name": "h0", "table": "holding", "address": 0, "type": "uint16"},
-            {"name": "h1", "table": "holding", "address": 1, "type": "int32"},
-            {"name": "i0", "table": "input", "address": 0, "type": "uint16"},
-            {"name": "c0", "table": "coils", "address": 0},
+            {"name": "motor1.setpoint", "table": "holding", "address": 0, "type": "uint16"},
+            {"name": "motor2.setpoint", "table": "holding", "address": 1, "type": "uint16"},
+            {"name": "line.state", "table": "input", "address": 12, "type": "uint16"},
+            {"name": "motor1.run", "table": "coils", "address": 0},
         ],
     })
 
 
 async def test_read_and_write_over_a_serial_line(
-    pty_line: PtyLine, rtu_server: ModbusSerialServer
+    pty_line: tuple[str, str], rtu_server: ModbusSimulator
 ) -> None:
-    cfg = rtu_device(pty_line.gateway_end, "drive1", 1)
+    cfg = rtu_device(pty_line[1], "drive1", 1)
     adapter = ModbusAdapter(cfg)
     await adapter.connect()
     try:
         readings = await adapter.read(tuple(cfg.tags))
-        assert [r.value for r in readings] == [100, (100 << 16) | 100, 1, False]
+        assert [r.value for r in readings] == [100, 900, 1, True]
         assert all(r.quality is Quality.GOOD for r in readings)
-        assert await adapter.write(cfg.tags[1], -5) == -5
-        assert await adapter.write(cfg.tags[3], True) is True
+        assert await adapter.write(cfg.tags[1], 1234) == 1234
+        assert await adapter.write(cfg.tags[3], False) is False
         readings = await adapter.read(tuple(cfg.tags))
-        assert [r.value for r in readings] == [100, -5, 1, True]
+        assert [readings[i].value for i in (0, 1, 3)] == [100, 1234, False]
+        plant = rtu_server.plants[1]
+        assert plant.setpoint("motor2.setpoint") == 1234
+        assert plant.running("motor1.run") is False
     finally:
         await adapter.close()
 
 
 async def test_devices_on_one_rs485_line_share_it(
-    pty_line: PtyLine, rtu_server: ModbusSerialServer
+    pty_line: tuple[str, str], rtu_server: ModbusSimulator
 ) -> None:
     """Two device entries on one serial port: one client, requests one at a time, each
     answered by its own unit."""
-    a = ModbusAdapter(rtu_device(pty_line.gateway_end, "drive1", 1))
-    b = ModbusAdapter(rtu_device(pty_line.gateway_end, "drive2", 2, inter_frame_delay="2ms"))
+    a = ModbusAdapter(rtu_device(pty_line[1], "drive1", 1))
+    b = ModbusAdapter(rtu_device(pty_line[1], "drive2", 2, inter_frame_delay="2ms"))
     await a.connect()
     await b.connect()
     try:
@@ -159,7 +93,7 @@ async def test_devices_on_one_rs485_line_share_it(
         results = await asyncio.gather(
             *(x.read(tuple(x.config.tags)) for x in (a, b, a, b))
         )
-        assert [r[2].value for r in results] == [1, 2, 1, 2]
+        assert [r[0].value for r in results] == [100, 200, 100, 200]
         assert all(r.quality is Quality.GOOD for batch in results for r in batch)
     finally:
         await a.close()
@@ -167,9 +101,11 @@ async def test_devices_on_one_rs485_line_share_it(
     assert not lines()
 
 
-async def test_line_settings_must_agree(pty_line: PtyLine, rtu_server: ModbusSerialServer) -> None:
-    a = ModbusAdapter(rtu_device(pty_line.gateway_end, "drive1", 1))
-    b = ModbusAdapter(rtu_device(pty_line.gateway_end, "drive2", 2, baudrate=9600))
+async def test_line_settings_must_agree(
+    pty_line: tuple[str, str], rtu_server: ModbusSimulator
+) -> None:
+    a = ModbusAdapter(rtu_device(pty_line[1], "drive1", 1))
+    b = ModbusAdapter(rtu_device(pty_line[1], "drive2", 2, baudrate=9600))
     await a.connect()
     try:
         with pytest.raises(ConnectError, match="devices on one line need the same settings"):
@@ -179,10 +115,12 @@ async def test_line_settings_must_agree(pty_line: PtyLine, rtu_server: ModbusSer
         await b.close()
 
 
-async def test_a_silent_unit_on_the_line(pty_line: PtyLine, rtu_server: ModbusSerialServer) -> None:
+async def test_a_silent_unit_on_the_line(
+    pty_line: tuple[str, str], rtu_server: ModbusSimulator
+) -> None:
     """Unit 3 does not answer: the read times out after its bounded retries and raises
     ConnectError (nothing answered), so the runtime reports the device disconnected."""
-    cfg = rtu_device(pty_line.gateway_end, "ghost", 3, request_timeout=0.1, retries=1)
+    cfg = rtu_device(pty_line[1], "ghost", 3, request_timeout=0.1, retries=1)
     adapter = ModbusAdapter(cfg)
     await adapter.connect()
     try:
