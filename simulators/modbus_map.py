@@ -13,7 +13,15 @@ engineering value, as in the adapter) and where its value comes from (:class:`So
 ``ramp:LO:HI:PERIOD``      a sawtooth from LO to HI every PERIOD seconds of plant time
 ``sine:LO:HI:PERIOD``      a sine between LO and HI with that period
 ``random:LO:HI``           a new uniform random value per read (seeded by the plant's seed)
+``counter:START``          START on the first read, then one more on every further read
 =========================  ===============================================================
+
+``counter`` counts the requests that read the entry (per unit, from when the simulator was
+built): a poller that stores every reading of it must store strictly increasing values, one
+apart, so lost and duplicated readings show in the data itself (the store-and-forward
+tests use it). A request that reads several entries counts once for each counter among
+them; in a bit table every request of the table reads every entry, so a counter belongs in a
+register table.
 
 A bool entry (coils, discrete inputs) is true when its source's value is ≥ 0.5 (so
 ``ramp:0:1:10`` is false for 5 s, then true for 5 s). Writable entries must be backed by a
@@ -104,7 +112,7 @@ def normalise_table(name: str) -> Table:
 class Source:
     """Where an entry's value comes from; build it with :meth:`parse`."""
 
-    kind: Literal["plant", "const", "ramp", "sine", "random"]
+    kind: Literal["plant", "const", "ramp", "sine", "random", "counter"]
     signal: str = ""
     args: tuple[float, ...] = ()
 
@@ -123,20 +131,25 @@ class Source:
                 return cls("const", args=(_number(kind),))
             except ValueError:
                 raise ValueError(
-                    f"value {spec!r} is neither a number nor plant:/const:/ramp:/sine:/random:"
+                    f"value {spec!r} is neither a number nor "
+                    "plant:/const:/ramp:/sine:/random:/counter:"
                 ) from None
         if kind == "plant":
             return cls._plant(rest.strip())
-        arity = {"const": 1, "ramp": 3, "sine": 3, "random": 2}.get(kind)
+        arity = {"const": 1, "ramp": 3, "sine": 3, "random": 2, "counter": 1}.get(kind)
         if arity is None:
-            raise ValueError(f"unknown value source {kind!r} (plant, const, ramp, sine, random)")
+            raise ValueError(
+                f"unknown value source {kind!r} (plant, const, ramp, sine, random, counter)"
+            )
         parts = rest.split(":")
         if len(parts) != arity:
-            shape = {1: "const:V", 2: f"{kind}:LO:HI", 3: f"{kind}:LO:HI:PERIOD"}[arity]
+            shape = {1: f"{kind}:V", 2: f"{kind}:LO:HI", 3: f"{kind}:LO:HI:PERIOD"}[arity]
             raise ValueError(f"value {spec!r}: expected {shape}")
         args = tuple(_number(p) for p in parts)
         if arity == 3 and args[2] <= 0:
             raise ValueError(f"value {spec!r}: the period must be > 0 s")
+        if kind == "counter" and args[0] != int(args[0]):
+            raise ValueError(f"value {spec!r}: a counter starts at a whole number")
         return cls(kind, args=args)  # type: ignore[arg-type]
 
     @classmethod
@@ -279,6 +292,7 @@ class Generator:
     def __init__(self, plant: Plant) -> None:
         self.plant = plant
         self._random: dict[str, random.Random] = {}
+        self._reads: dict[str, int] = {}
 
     def value(
         self, entry: MapEntry, sample: Mapping[str, float | int], consts: Mapping[str, float]
@@ -295,6 +309,10 @@ class Generator:
             if rng is None:
                 rng = self._random[entry.name] = random.Random(f"{self.plant.seed}/{entry.name}")
             return rng.uniform(src.args[0], src.args[1])
+        if src.kind == "counter":
+            # Called once per request that reads the entry: the count is the read count.
+            reads = self._reads[entry.name] = self._reads.get(entry.name, -1) + 1
+            return src.args[0] + reads
         lo, hi, period = src.args
         phase = (self.plant.now / period) % 1.0
         if src.kind == "ramp":

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
+import signal
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +20,15 @@ from pydantic import ValidationError
 
 from adapters.base import Quality, Reading, now_ms
 from cloud.contract import decode_batch
-from gateway.buffer import Buffer, BufferConfig, BufferStorageError, OutboxBatch
+from gateway.buffer import (
+    Buffer,
+    BufferConfig,
+    BufferStorageError,
+    OutboxBatch,
+    accepted_range,
+    lock_path_of,
+    open_readonly,
+)
 
 
 def config(tmp_path: Path, **kwargs: Any) -> BufferConfig:
@@ -43,6 +55,17 @@ async def read_all(buffer: Buffer, after: int = 0) -> list[tuple[int, str, str, 
 
 def corrupt_files(tmp_path: Path) -> list[Path]:
     return sorted(tmp_path.glob("buffer.db.corrupt-*"))
+
+
+def lock_is_free(path: Path) -> bool:
+    """Whether nobody holds the buffer's lock file (probed with a lock of our own)."""
+    with open(lock_path_of(path), "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return True
 
 
 def buffer_threads() -> list[threading.Thread]:
@@ -348,10 +371,117 @@ async def test_a_second_process_or_instance_is_refused(
     async with Buffer(cfg) as buffer:
         buffer.submit(readings(1))
         await buffer.flush()
-        with pytest.raises(BufferStorageError, match="another gateway process"):
+        assert not lock_is_free(cfg.path)
+        with pytest.raises(BufferStorageError, match="another gateway process") as refused:
             async with Buffer(cfg):
                 pass
+        assert f"pid {os.getpid()}" in str(refused.value)
+        # Another spelling of the same path shares the lock.
+        other = BufferConfig(path=tmp_path / "sub" / ".." / "buffer.db")
+        (tmp_path / "sub").mkdir()
+        with pytest.raises(BufferStorageError, match="in use"):
+            async with Buffer(other):
+                pass
+        # The refused opener left the running buffer intact.
+        buffer.submit(readings(1))
+        await buffer.flush()
+        assert len(await read_all(buffer)) == 2
     assert buffer_threads() == []
+
+
+async def test_the_lock_is_released_on_close(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    async with Buffer(cfg) as buffer:
+        buffer.submit(readings(3))
+        await buffer.flush()
+        last = buffer.last_seq
+    assert lock_path_of(cfg.path).exists()
+    assert lock_is_free(cfg.path)
+    async with Buffer(cfg) as buffer:
+        assert buffer.last_seq == last
+        assert len(await read_all(buffer)) == 3
+
+
+async def test_the_lock_is_released_when_the_opener_fails(tmp_path: Path) -> None:
+    path = tmp_path / "buffer.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+    with pytest.raises(BufferStorageError, match="not a fieldgate buffer"):
+        async with Buffer(config(tmp_path)):
+            pass
+    assert lock_is_free(path)
+
+
+@pytest.mark.integration
+async def test_the_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import fcntl, sys, time\n"
+        "f = open(sys.argv[1], 'a')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n",
+        str(lock_path_of(cfg.path)),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"locked\n"
+    try:
+        with pytest.raises(BufferStorageError, match="in use"):
+            async with Buffer(cfg):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        await holder.wait()
+    async with Buffer(cfg) as buffer:  # no stale lock after kill -9
+        buffer.submit(readings(1))
+        await buffer.flush()
+
+
+async def test_a_running_buffer_can_be_read_by_other_connections(tmp_path: Path) -> None:
+    cfg = config(tmp_path, flush_interval=60)
+    async with Buffer(cfg) as buffer:
+        buffer.submit(readings(10))
+        await buffer.flush()
+        first, last = accepted_range(cfg.path)
+        assert (first, last) == (buffer.first_seq_this_run, buffer.last_seq)
+        reader = open_readonly(cfg.path)
+        try:
+            reader.execute("BEGIN")  # a snapshot held across the writer's commits
+            assert reader.execute("SELECT count(*) FROM outbox").fetchone()[0] == 10
+            buffer.submit(readings(5))
+            await buffer.flush()  # the writer is not blocked by the open snapshot
+            batch = await buffer.read(0, 100)
+            assert batch is not None
+            assert await buffer.ack(batch.first, batch.first + 2) == 3
+            assert reader.execute("SELECT count(*) FROM outbox").fetchone()[0] == 10
+            reader.execute("COMMIT")
+            assert reader.execute("SELECT count(*) FROM outbox").fetchone()[0] == 12
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader.execute("DELETE FROM outbox")
+        finally:
+            reader.close()
+        assert accepted_range(cfg.path) == (first, buffer.last_seq)
+    assert accepted_range(cfg.path) == (first, last + 5)  # type: ignore[operator]
+
+
+async def test_open_readonly_names_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(BufferStorageError, match="no buffer file at"):
+        open_readonly(tmp_path / "missing.db")
+    with pytest.raises(BufferStorageError, match="is not a file"):
+        open_readonly(tmp_path)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not sqlite" * 500)
+    with pytest.raises(BufferStorageError, match="not a fieldgate buffer"):
+        open_readonly(garbage)
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as conn:
+        conn.execute("CREATE TABLE customers (name TEXT)")
+    with pytest.raises(BufferStorageError, match="not a fieldgate buffer"):
+        open_readonly(foreign)
+    assert garbage.read_bytes() == b"not sqlite" * 500
 
 
 async def test_foreign_sqlite_database_is_not_touched(tmp_path: Path) -> None:
