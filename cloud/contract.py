@@ -162,6 +162,9 @@ class BufferStatus(_Strict):
     oldest_ts: int | None = Field(default=None, description="sample time of the oldest reading")
     dropped: int = Field(default=0, ge=0, description="readings dropped by the overflow policy")
     last_seq: int | None = Field(default=None, description="highest sequence number accepted")
+    error: str | None = Field(
+        default=None, description="why the buffer file refuses writes (e.g. disk full), if it does"
+    )
 
 
 class GatewayStatus(_Strict):

@@ -785,13 +785,20 @@ class Buffer:
     ``on_overflow(dropped_now)`` is called on the event loop, at most once per writer
     cycle, when readings were dropped by a bound (bytes, age) or because too many were
     pending in memory; exceptions it raises are logged and ignored.
+    ``on_error(reason)`` is called on the event loop when the file starts refusing writes
+    (``reason`` is SQLite's message) and with ``None`` when it accepts them again.
     """
 
     def __init__(
-        self, config: BufferConfig, *, on_overflow: Callable[[int], None] | None = None
+        self,
+        config: BufferConfig,
+        *,
+        on_overflow: Callable[[int], None] | None = None,
+        on_error: Callable[[str | None], None] | None = None,
     ) -> None:
         self._config = config
         self._on_overflow = on_overflow
+        self._on_error = on_error
         self._store = _Store(config)
         self._executor: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
@@ -940,6 +947,7 @@ class Buffer:
             oldest_ts=row.oldest_ts,
             dropped=self.dropped,
             last_seq=self._last_seq,
+            error=self._error,
         )
 
     @property
@@ -1051,6 +1059,7 @@ class Buffer:
         if self._error is not None:
             logger.warning("buffer %s accepts writes again", self._config.path)
             self._error = None
+            self._notify_error(None)
         if result.last_seq is not None:
             if self._first_seq_this_run is None:
                 self._first_seq_this_run = result.first_seq
@@ -1093,7 +1102,16 @@ class Buffer:
                     exc,
                     exc_info=exc,
                 )
-        self._error = message
+            self._error = message
+            self._notify_error(message)
+
+    def _notify_error(self, reason: str | None) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(reason)
+        except Exception:
+            logger.exception("buffer on_error callback failed")
 
     def _fail_waiters(self, exc: BaseException, upto: int | None = None) -> None:
         remaining = []

@@ -77,6 +77,17 @@ class Gateway:
             data={"dropped": dropped},
         ))
 
+    def _on_buffer_error(self, reason: str | None) -> None:
+        if reason is None:
+            self.emit(GatewayEvent(
+                ts=now_ms(), kind="buffer_recovered", message="the buffer accepts writes again"
+            ))
+        else:
+            self.emit(GatewayEvent(
+                ts=now_ms(), kind="buffer_error",
+                message=f"the buffer refuses writes ({reason}); readings wait in memory",
+            ))
+
     async def status(self) -> GatewayStatus:
         return GatewayStatus(
             state="online",
@@ -89,7 +100,9 @@ class Gateway:
 
     async def run(self) -> None:
         config = self.config
-        async with Buffer(config.buffer, on_overflow=self._on_overflow) as buffer:
+        async with Buffer(
+            config.buffer, on_overflow=self._on_overflow, on_error=self._on_buffer_error
+        ) as buffer:
             self.buffer = buffer
             uplink = MqttUplink(
                 config.uplink, self.id, self.status,

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -561,7 +562,10 @@ class ModbusSimulator:
         listener = server.transport
         await server.shutdown()
         if isinstance(listener, asyncio.Server):
-            await listener.wait_closed()
+            # A client that connects while the listener is closing can keep
+            # wait_closed() waiting for its connection forever: bound the wait.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(listener.wait_closed(), 1.0)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 from collections.abc import Iterator
 
@@ -25,6 +26,28 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def rebindable_port() -> int:
+    """A free port *below* the kernel's ephemeral range, for a server that a test stops and
+    starts again on the same port while a client keeps reconnecting: an ephemeral port can
+    be taken meanwhile by the client's own outgoing socket (a TCP self-connect)."""
+    low = 20000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            low = min(low, int(ranges.read().split()[0]) - 2000)
+    except (OSError, ValueError):
+        pass
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 8000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _tcp_open(host: str, port: int) -> bool:
@@ -47,6 +70,11 @@ def _service(name: str, host: str, port: int) -> None:
 @pytest.fixture(name="free_port")
 def free_port_fixture() -> int:
     return free_port()
+
+
+@pytest.fixture(name="rebindable_port")
+def rebindable_port_fixture() -> int:
+    return rebindable_port()
 
 
 @pytest.fixture

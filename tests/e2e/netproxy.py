@@ -12,9 +12,9 @@ class TcpProxy:
     stops listening (connects are refused, like a dead link); ``restore()`` listens again
     on the same port."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, port: int = 0) -> None:
         self.target = (target_host, target_port)
-        self.port = 0
+        self.port = port
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()

@@ -119,7 +119,7 @@ async def test_sigkill_during_flow_and_outage_loses_and_duplicates_nothing(
     async with (
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator(bench=40) as sim,
-        TcpProxy(*cloud.broker) as link,
+        TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
         sniff(cloud.broker, cloud.gateway_id) as wire,
     ):
         config = config_dict(
@@ -225,7 +225,7 @@ async def test_outage_backlog_drains_oldest_first_ten_times_faster(
     async with (
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator(bench=bench) as sim,
-        TcpProxy(*cloud.broker) as link,
+        TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
         sniff(cloud.broker, cloud.gateway_id) as wire,
     ):
         config = config_model(
@@ -300,7 +300,7 @@ async def test_overflow_drops_oldest_exactly_as_reported(
     async with (
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator(bench=bench) as sim,
-        TcpProxy(*cloud.broker) as link,
+        TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
         sniff(cloud.broker, cloud.gateway_id) as wire,
     ):
         await link.cut()
@@ -413,7 +413,7 @@ async def test_full_disk_is_reported_and_survived(
     async with (
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator(bench=bench) as sim,
-        TcpProxy(*cloud.broker) as link,
+        TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
         sniff(cloud.broker, cloud.gateway_id) as wire,
     ):
         # A bound far above the disk: the disk, not max_bytes, is what runs out.
@@ -436,6 +436,7 @@ async def test_full_disk_is_reported_and_survived(
                 refused = await logs.wait_for(lambda m: "refuses writes" in m, within=15)
                 assert "full" in refused, refused
                 assert buf.error is not None and "full" in buf.error
+                assert (await gateway.status()).buffer.error == buf.error  # type: ignore[union-attr]
                 # Still running and polling: readings pile up in memory, none is lost.
                 pending, reads = buf.pending, sim.requests
                 await until(lambda: buf.pending > pending + 200, "readings kept in memory")
@@ -451,6 +452,12 @@ async def test_full_disk_is_reported_and_survived(
                 held = buf.last_seq or 0
                 await link.restore()
                 await wire.wait_for(lambda w: held in w.seqs(), within=15)
+                # The condition and its end reached the cloud as events, in order.
+                await wire.wait_for(
+                    lambda w: "buffer_recovered" in [e.kind for e in w.events], within=15
+                )
+                kinds = [e.kind for e in wire.events if e.kind.startswith("buffer_")]
+                assert kinds == ["buffer_error", "buffer_recovered"], kinds
             assert buf.dropped == 0 and buf.pending == 0
         assert not [m for m in logs.messages(logging.ERROR) if "corrupt" in m]
         await assert_exactly_once(cloud, buffer)
