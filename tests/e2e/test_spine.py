@@ -8,7 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from netproxy import TcpProxy
+from sf_helpers import sniff
 from sqlalchemy import text
 
-from cloud import contract
 from cloud.app import create_app
 from cloud.bootstrap import bootstrap
-from cloud.contract import TelemetryBatch
 from cloud.settings import CloudSettings
 from cloud.store.db import create_engine
 from gateway.buffer import accepted_range
@@ -83,14 +82,6 @@ class Cloud:
 
         await eventually(complete, "every accepted sequence number in the cloud")
         assert delivery["count"] == last - first + 1
-
-
-@dataclass
-class Sniffer:
-    """A second subscriber on the telemetry topic: what the gateway really sent."""
-
-    batches: list[TelemetryBatch] = field(default_factory=list)
-    got: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @asynccontextmanager
@@ -173,26 +164,6 @@ def gateway_config(gateway_id: str, broker_port: int, modbus_port: int, buffer: 
 
 
 @asynccontextmanager
-async def sniffing(cloud: Cloud) -> AsyncIterator[Sniffer]:
-    sniffer = Sniffer()
-    host, port = cloud.broker
-    async with aiomqtt.Client(host, port, identifier=f"sniff-{cloud.gateway_id}") as client:
-        await client.subscribe(contract.topic(cloud.gateway_id, contract.TELEMETRY), qos=1)
-
-        async def collect() -> None:
-            async for message in client.messages:
-                sniffer.batches.append(contract.decode_batch(message.payload))  # type: ignore[arg-type]
-                sniffer.got.set()
-
-        task = asyncio.create_task(collect(), name="sniffer")
-        try:
-            yield sniffer
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-
-@asynccontextmanager
 async def running_gateway(config: Any) -> AsyncIterator[Gateway]:
     gateway = Gateway(config)
     task = asyncio.create_task(gateway.run(), name="gateway")
@@ -227,14 +198,14 @@ async def test_values_arrive_unchanged_and_commands_reach_the_device(
     buffer = tmp_path / "buffer.db"
     gw = cloud.gateway_id
     field_device = f"{gw}.plc1"
-    async with ModbusSimulator(plant) as sim, sniffing(cloud) as sniffer:
+    async with ModbusSimulator(plant) as sim, sniff(cloud.broker, gw) as wire:
         config = gateway_config(gw, cloud.broker[1], sim.port, buffer)
         async with running_gateway(config):
-            await asyncio.wait_for(sniffer.got.wait(), 20)
+            await wire.wait_for(lambda w: len(w.batches) >= 1)
             await cloud.wait_for(lambda s: s.points >= 3 * len(TAGS))
 
             # Every reading the gateway sent is in the API with the same value, time, quality.
-            batch = sniffer.batches[0]
+            _, batch = wire.batches[0]
             for index in range(len(batch)):
                 device, tag = batch.series[batch.s[index]]
                 ts = batch.t[index]
