@@ -402,14 +402,6 @@ async def test_the_lock_is_released_on_close(tmp_path: Path) -> None:
         assert len(await read_all(buffer)) == 3
 
 
-async def test_the_lock_is_released_when_the_opener_fails(tmp_path: Path) -> None:
-    path = tmp_path / "buffer.db"
-    with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE customers (name TEXT)")
-    with pytest.raises(BufferStorageError, match="not a fieldgate buffer"):
-        async with Buffer(config(tmp_path)):
-            pass
-    assert lock_is_free(path)
 
 
 @pytest.mark.integration
@@ -484,13 +476,14 @@ async def test_open_readonly_names_the_problem(tmp_path: Path) -> None:
     assert garbage.read_bytes() == b"not sqlite" * 500
 
 
-async def test_foreign_sqlite_database_is_not_touched(tmp_path: Path) -> None:
+async def test_foreign_sqlite_database_is_not_touched_and_unlocked(tmp_path: Path) -> None:
     path = tmp_path / "buffer.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE customers (name TEXT)")
     with pytest.raises(BufferStorageError, match="not a fieldgate buffer"):
         async with Buffer(config(tmp_path)):
             pass
+    assert lock_is_free(path)  # a failed open releases the lock file
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("customers",)]
 
