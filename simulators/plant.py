@@ -33,6 +33,7 @@ __all__ = [
     "SETPOINT_MAX",
     "SIGNALS",
     "LineState",
+    "ManualClock",
     "Plant",
     "Signal",
 ]
@@ -113,6 +114,20 @@ class _Wobble:
 
     def __call__(self, t: float) -> float:
         return sum(w * math.sin(omega * t + phase) for omega, phase, w in self._terms)
+
+
+class ManualClock:
+    """A clock moved by hand (``Plant(clock=ManualClock())``): the plant's values then
+    depend only on ``t``, so tests and golden cases can predict them exactly."""
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
 
 
 class Plant:

@@ -14,28 +14,18 @@ from adapters.base import Adapter, Quality
 from adapters.modbus import ModbusAdapter, ModbusDeviceConfig
 from gateway.errors import ConnectError, DeviceError, WriteError
 from simulators.modbus import BENCH_BASE, PLANT_MAP, ModbusSimulator, bench_map
-from simulators.plant import Plant
+from simulators.plant import ManualClock, Plant
 
 pytestmark = pytest.mark.integration
 
 
-class FakeClock:
-    """Frozen plant time, so values read over the wire can be compared exactly."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def sim(clock: FakeClock) -> AsyncIterator[ModbusSimulator]:
+async def sim(clock: ManualClock) -> AsyncIterator[ModbusSimulator]:
     plant = Plant(seed=42, extra_signals=1000, clock=clock)
     clock.t = 12.5  # motors half-way up their ramps, counter running
     async with ModbusSimulator(plant, port=0) as simulator:
@@ -115,7 +105,7 @@ async def test_one_timestamp_per_block(adapter: ModbusAdapter) -> None:
 
 
 async def test_write_a_setpoint_and_read_it_back(
-    adapter: ModbusAdapter, sim: ModbusSimulator, clock: FakeClock
+    adapter: ModbusAdapter, sim: ModbusSimulator, clock: ManualClock
 ) -> None:
     setpoint = adapter.config.tags[0]
     assert await adapter.write(setpoint, 1234.4) == 1234
@@ -246,7 +236,7 @@ async def test_connect_to_a_closed_port(free_port: int) -> None:
     await adapter.close()
 
 
-async def test_reads_after_the_simulator_stops(clock: FakeClock) -> None:
+async def test_reads_after_the_simulator_stops(clock: ManualClock) -> None:
     plant = Plant(clock=clock)
     simulator = ModbusSimulator(plant, port=0)
     await simulator.start()

@@ -17,17 +17,9 @@ from pymodbus.exceptions import ModbusIOException
 
 from simulators.faults import Faults
 from simulators.modbus import ModbusSimulator
-from simulators.plant import Plant
+from simulators.plant import ManualClock, Plant
 
 pytestmark = pytest.mark.integration
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @asynccontextmanager
@@ -87,7 +79,7 @@ async def speed(c: AsyncModbusTcpClient) -> float:
 
 
 async def test_coils_drive_the_plant_and_discrete_inputs_report_it() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     plant = Plant(clock=clock, motor1_setpoint=1500)
     clock.t = 60.0
     async with ModbusSimulator(plant) as sim, client(sim.port) as c:
@@ -220,7 +212,7 @@ tags:
 async def test_map_from_yaml_with_generators_and_writes(tmp_path: Path) -> None:
     path = tmp_path / "device.yaml"
     path.write_text(YAML_MAP, encoding="utf-8")
-    clock = FakeClock()
+    clock = ManualClock()
     plant = Plant(clock=clock)
     clock.t = 25.0
     async with (
@@ -264,7 +256,7 @@ limit,holding,0,uint16,,,,,500,
 async def test_map_from_csv(tmp_path: Path) -> None:
     path = tmp_path / "device.csv"
     path.write_text(CSV_MAP, encoding="utf-8")
-    clock = FakeClock()
+    clock = ManualClock()
     plant = Plant(clock=clock)
     async with ModbusSimulator(plant, register_map=str(path)) as sim, client(sim.port) as c:
         level, ambient = (await c.read_input_registers(0, count=2)).registers

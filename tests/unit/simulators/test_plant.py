@@ -7,28 +7,15 @@ import math
 
 import pytest
 
-from simulators.plant import SETPOINT_MAX, SIGNALS, LineState, Plant
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from simulators.plant import SETPOINT_MAX, SIGNALS, LineState, ManualClock, Plant
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock(1000.0)
 
 
-def run(plant: Plant, clock: FakeClock, seconds: float, step: float = 1.0) -> list[dict]:
+def run(plant: Plant, clock: ManualClock, seconds: float, step: float = 1.0) -> list[dict]:
     samples = []
     for _ in range(int(seconds / step)):
         clock.advance(step)
@@ -36,7 +23,7 @@ def run(plant: Plant, clock: FakeClock, seconds: float, step: float = 1.0) -> li
     return samples
 
 
-def test_sample_has_every_signal(clock: FakeClock) -> None:
+def test_sample_has_every_signal(clock: ManualClock) -> None:
     values = Plant(clock=clock).sample()
     assert set(values) == set(SIGNALS)
     assert isinstance(values["production.count"], int)
@@ -44,15 +31,15 @@ def test_sample_has_every_signal(clock: FakeClock) -> None:
 
 
 def test_same_seed_and_clock_give_the_same_values() -> None:
-    a_clock, b_clock = FakeClock(), FakeClock()
+    a_clock, b_clock = ManualClock(1000.0), ManualClock(1000.0)
     a, b = Plant(seed=7, clock=a_clock), Plant(seed=7, clock=b_clock)
     assert run(a, a_clock, 30) == run(b, b_clock, 30)
-    other_clock = FakeClock()
+    other_clock = ManualClock(1000.0)
     assert run(Plant(seed=8, clock=other_clock), other_clock, 30) != run(a, a_clock, 30)
 
 
 def test_result_does_not_depend_on_sampling_rate() -> None:
-    a_clock, b_clock = FakeClock(), FakeClock()
+    a_clock, b_clock = ManualClock(1000.0), ManualClock(1000.0)
     a, b = Plant(seed=3, clock=a_clock), Plant(seed=3, clock=b_clock)
     run(a, a_clock, 60, step=0.1)
     run(b, b_clock, 60, step=20.0)
@@ -61,7 +48,7 @@ def test_result_does_not_depend_on_sampling_rate() -> None:
         assert va[name] == pytest.approx(vb[name], rel=1e-9), name
 
 
-def test_motors_follow_the_setpoint_with_a_first_order_lag(clock: FakeClock) -> None:
+def test_motors_follow_the_setpoint_with_a_first_order_lag(clock: ManualClock) -> None:
     plant = Plant(clock=clock, motor1_setpoint=1500.0)
     assert plant.sample()["motor1.speed"] == 0.0
     clock.advance(2.0)  # one time constant: 63 %
@@ -75,7 +62,7 @@ def test_motors_follow_the_setpoint_with_a_first_order_lag(clock: FakeClock) -> 
     assert plant.setpoint("motor1.setpoint") == 600.0
 
 
-def test_current_grows_with_load(clock: FakeClock) -> None:
+def test_current_grows_with_load(clock: ManualClock) -> None:
     plant = Plant(clock=clock, motor1_setpoint=500.0, motor2_setpoint=500.0)
     clock.advance(60)
     low = plant.sample()["motor1.current"]
@@ -85,7 +72,7 @@ def test_current_grows_with_load(clock: FakeClock) -> None:
     assert 0 < low < high < 30
 
 
-def test_ranges_are_plausible_over_a_long_run(clock: FakeClock) -> None:
+def test_ranges_are_plausible_over_a_long_run(clock: ManualClock) -> None:
     plant = Plant(seed=11, clock=clock)
     samples = run(plant, clock, 1800, step=5.0)
     levels = [s["tank.level"] for s in samples]
@@ -101,7 +88,7 @@ def test_ranges_are_plausible_over_a_long_run(clock: FakeClock) -> None:
     assert counts == sorted(counts) and counts[-1] > counts[0]
 
 
-def test_counter_counts_only_while_running(clock: FakeClock) -> None:
+def test_counter_counts_only_while_running(clock: ManualClock) -> None:
     plant = Plant(clock=clock, motor1_setpoint=1500.0)
     clock.advance(100)
     running = plant.sample()["production.count"]
@@ -115,7 +102,7 @@ def test_counter_counts_only_while_running(clock: FakeClock) -> None:
     assert stopped["motor1.speed"] < 1
 
 
-def test_fault_stops_the_line(clock: FakeClock) -> None:
+def test_fault_stops_the_line(clock: ManualClock) -> None:
     plant = Plant(clock=clock)
     clock.advance(30)
     before = plant.sample()
@@ -130,14 +117,14 @@ def test_fault_stops_the_line(clock: FakeClock) -> None:
     assert plant.sample()["line.state"] == LineState.RUNNING
 
 
-def test_counter_wraps_as_uint32(clock: FakeClock) -> None:
+def test_counter_wraps_as_uint32(clock: ManualClock) -> None:
     plant = Plant(clock=clock, motor1_setpoint=1500.0)
     plant._revolutions = (2**32 - 1) / 0.08
     clock.advance(10)
     assert 0 <= plant.sample()["production.count"] < 100
 
 
-def test_time_never_runs_backwards(clock: FakeClock) -> None:
+def test_time_never_runs_backwards(clock: ManualClock) -> None:
     plant = Plant(clock=clock)
     clock.advance(10)
     first = plant.sample()
@@ -146,7 +133,7 @@ def test_time_never_runs_backwards(clock: FakeClock) -> None:
     assert plant.sample() == first
 
 
-def test_setpoints_are_validated(clock: FakeClock) -> None:
+def test_setpoints_are_validated(clock: ManualClock) -> None:
     plant = Plant(clock=clock)
     with pytest.raises(ValueError, match=r"motor1\.setpoint must be 0\.\.3000 rpm, got 3001"):
         plant.set_setpoint("motor1.setpoint", SETPOINT_MAX + 1)
@@ -156,7 +143,7 @@ def test_setpoints_are_validated(clock: FakeClock) -> None:
         Plant(motor2_setpoint=-1)
 
 
-def test_extra_signals_change_deterministically(clock: FakeClock) -> None:
+def test_extra_signals_change_deterministically(clock: ManualClock) -> None:
     plant = Plant(seed=5, extra_signals=10_000, clock=clock)
     assert plant.extra_signals == 10_000
     first = plant.extra()
@@ -167,13 +154,13 @@ def test_extra_signals_change_deterministically(clock: FakeClock) -> None:
     assert sum(a != b for a, b in zip(first, plant.extra(), strict=True)) > 9_900
     with pytest.raises(IndexError):
         plant.extra(9_999, 2)
-    other_clock = FakeClock()
+    other_clock = ManualClock(1000.0)
     other = Plant(seed=5, extra_signals=10_000, clock=other_clock)
     other_clock.advance(1.0)
     assert other.extra() == plant.extra()
 
 
-def test_on_off_signals_are_booleans(clock: FakeClock) -> None:
+def test_on_off_signals_are_booleans(clock: ManualClock) -> None:
     values = Plant(clock=clock).sample()
     for name, signal in SIGNALS.items():
         assert isinstance(values[name], bool) is signal.boolean, name
@@ -181,7 +168,7 @@ def test_on_off_signals_are_booleans(clock: FakeClock) -> None:
     assert values["line.fault"] is False and values["tank.high"] is False
 
 
-def test_switching_a_motor_off_coasts_it_down_and_keeps_its_setpoint(clock: FakeClock) -> None:
+def test_switching_a_motor_off_coasts_it_down_and_keeps_its_setpoint(clock: ManualClock) -> None:
     plant = Plant(clock=clock, motor1_setpoint=1500.0, motor2_setpoint=900.0)
     clock.advance(60)
     assert plant.sample()["motor1.speed"] == pytest.approx(1500, rel=0.01)
@@ -201,14 +188,14 @@ def test_switching_a_motor_off_coasts_it_down_and_keeps_its_setpoint(clock: Fake
     assert plant.sample()["motor1.speed"] == pytest.approx(1500, rel=0.01)
 
 
-def test_fault_shows_on_the_fault_signal(clock: FakeClock) -> None:
+def test_fault_shows_on_the_fault_signal(clock: ManualClock) -> None:
     plant = Plant(clock=clock)
     plant.set_fault(True)
     values = plant.sample()
     assert values["line.fault"] is True and values["line.running"] is False
 
 
-def test_overfill_raises_the_high_level_switch_and_clears(clock: FakeClock) -> None:
+def test_overfill_raises_the_high_level_switch_and_clears(clock: ManualClock) -> None:
     plant = Plant(seed=2, clock=clock)
     samples = run(plant, clock, 900, step=5.0)
     assert not any(s["tank.high"] for s in samples)  # the normal cycle stays below 90 %
@@ -222,7 +209,7 @@ def test_overfill_raises_the_high_level_switch_and_clears(clock: FakeClock) -> N
     assert values["tank.level"] < 85 and values["tank.high"] is False
 
 
-def test_writes_are_checked_before_anything_changes(clock: FakeClock) -> None:
+def test_writes_are_checked_before_anything_changes(clock: ManualClock) -> None:
     plant = Plant(clock=clock)
     assert plant.check_write("motor1.setpoint", 100) == 100.0
     assert plant.check_write("motor2.run", 0) == 0.0
