@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from cloud.api import problems
 from cloud.api.router import api_router
+from cloud.auth.ratelimit import RateLimiter
 from cloud.broker import EmbeddedBroker
 from cloud.commands import CommandDispatcher
 from cloud.ingest.mqtt import MqttSubscriber
@@ -79,6 +80,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_burst)
     app.state.mqtt = None
     app.state.broker_port = None
     problems.install(app)

@@ -24,11 +24,11 @@ class CloudError(Exception):
 
 
 class Unauthorized(CloudError):
-    status, slug, title = 401, "unauthorized", "Missing or invalid API key"
+    status, slug, title = 401, "unauthorized", "Missing or invalid credentials"
 
 
 class Forbidden(CloudError):
-    status, slug, title = 403, "forbidden", "The API key's role does not allow this"
+    status, slug, title = 403, "forbidden", "The caller's role does not allow this"
 
 
 class NotFound(CloudError):
@@ -49,6 +49,20 @@ class NotAGateway(Conflict):
 
 class DeviceOffline(Conflict):
     slug, title = "device-offline", "The device is offline"
+
+
+class RateLimited(CloudError):
+    """Too many requests; ``retry_after`` (whole seconds) becomes the Retry-After header."""
+
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(CloudError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
 
 
 class InvalidParameter(CloudError):

@@ -6,7 +6,7 @@ import socket
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,23 @@ class CloudSettings(BaseSettings):
     broker_host: str = "127.0.0.1"
     broker_port: Annotated[int, Field(ge=0, le=65535)] = 1883
     command_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    rate_limit: Annotated[float, Field(ge=0)] = Field(
+        default=50.0, description="requests per second per API key or session (0: unlimited)"
+    )
+    rate_limit_burst: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=200, description="requests a caller may send at once before being limited"
+    )
+    max_body_bytes: Annotated[int, Field(ge=1024)] = Field(
+        default=4 * 1024 * 1024, description="largest request body accepted (413 above)"
+    )
+    session_lifetime: Annotated[float, Field(gt=0)] = Field(
+        default=12 * 3600.0, description="seconds a console sign-in stays valid"
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="encrypts CA private keys at rest; every node of a cluster needs the same. "
+        "Unset: a key file is created next to the SQLite database",
+    )
     mqtt_connect_timeout: Annotated[float, Field(gt=0)] = 10.0
 
     @field_validator("mqtt_url")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from cloud.api.deps import Admin, SessionDep
+from cloud.api.deps import CanManageAccess, SessionDep
 from cloud.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cloud.auth import apikeys
 
@@ -12,12 +12,14 @@ router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 
 
 @router.get("", response_model=list[ApiKeyPublic])
-async def list_keys(session: SessionDep, principal: Admin) -> list[ApiKeyPublic]:
+async def list_keys(session: SessionDep, principal: CanManageAccess) -> list[ApiKeyPublic]:
     return [ApiKeyPublic.model_validate(row) for row in await apikeys.list_keys(session, principal)]
 
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
-async def create_key(body: ApiKeyCreate, session: SessionDep, principal: Admin) -> ApiKeyCreated:
+async def create_key(
+    body: ApiKeyCreate, session: SessionDep, principal: CanManageAccess
+) -> ApiKeyCreated:
     """Create a key; the response is the only time the key is shown."""
     issued = await apikeys.create_key(session, principal, name=body.name, role=body.role)
     return ApiKeyCreated.model_validate(
@@ -26,6 +28,6 @@ async def create_key(body: ApiKeyCreate, session: SessionDep, principal: Admin) 
 
 
 @router.delete("/{key_id}", response_model=ApiKeyPublic)
-async def revoke_key(key_id: int, session: SessionDep, principal: Admin) -> ApiKeyPublic:
+async def revoke_key(key_id: int, session: SessionDep, principal: CanManageAccess) -> ApiKeyPublic:
     """Revoke a key (idempotent); it fails with 401 from then on."""
     return ApiKeyPublic.model_validate(await apikeys.revoke_key(session, principal, key_id))

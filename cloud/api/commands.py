@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from cloud.api.deps import DispatcherDep, Operator
+from cloud.api.deps import CanOperate, DispatcherDep
 from cloud.api.devices import DeviceName
 from cloud.api.schemas import QUALITY_NAMES, CommandCreate, CommandResultPublic, Problem, from_ms
 from cloud.commands import CommandRequest
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/devices", tags=["commands"])
     },
 )
 async def run_command(
-    device: DeviceName, body: CommandCreate, principal: Operator, dispatcher: DispatcherDep
+    device: DeviceName, body: CommandCreate, principal: CanOperate, dispatcher: DispatcherDep
 ) -> CommandResultPublic:
     """Publish the command to the device's gateway and return its result.
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from cloud import telemetry
-from cloud.api.deps import SessionDep, Viewer
+from cloud.api.deps import CanRead, SessionDep
 from cloud.api.devices import DeviceName
 from cloud.api.schemas import Delivery
 
@@ -18,7 +18,7 @@ SeqNo = Annotated[int, Query(ge=0, le=2**63 - 1)]
 
 @router.get("/{device}/delivery", response_model=Delivery)
 async def delivery(
-    device: DeviceName, from_seq: SeqNo, to_seq: SeqNo, session: SessionDep, principal: Viewer
+    device: DeviceName, from_seq: SeqNo, to_seq: SeqNo, session: SessionDep, principal: CanRead
 ) -> Delivery:
     """Distinct stored sequence numbers of the gateway in ``[from_seq, to_seq]``."""
     return await telemetry.delivery(session, principal.org_id, device, from_seq, to_seq)

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloud.errors import CloudError, Unauthorized
+from cloud.errors import CloudError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,8 @@ async def _cloud_error(request: Request, exc: CloudError) -> JSONResponse:
     headers = None
     if isinstance(exc, Unauthorized):
         headers = {"WWW-Authenticate": 'Bearer realm="fieldgate"'}
+    elif isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
     return problem(
         exc.status, title=exc.title, detail=exc.detail, type_=exc.type,
         instance=request.url.path, headers=headers, **extra,

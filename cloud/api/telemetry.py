@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from cloud import telemetry
-from cloud.api.deps import SessionDep, Viewer
+from cloud.api.deps import CanRead, SessionDep
 from cloud.api.devices import DeviceName
 from cloud.api.schemas import LatestValues, TelemetryPage
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/devices", tags=["telemetry"])
 
 
 @router.get("/{device}/latest", response_model=LatestValues)
-async def latest(device: DeviceName, session: SessionDep, principal: Viewer) -> LatestValues:
+async def latest(device: DeviceName, session: SessionDep, principal: CanRead) -> LatestValues:
     """The newest reading of every tag of the device."""
     return await telemetry.latest_values(session, principal.org_id, device)
 
@@ -25,7 +25,7 @@ async def latest(device: DeviceName, session: SessionDep, principal: Viewer) -> 
 async def raw_points(
     device: DeviceName,
     session: SessionDep,
-    principal: Viewer,
+    principal: CanRead,
     tag: Annotated[str | None, Query(max_length=255)] = None,
     start: Annotated[datetime | None, Query(description="ISO-8601, inclusive")] = None,
     end: Annotated[datetime | None, Query(description="ISO-8601, exclusive")] = None,

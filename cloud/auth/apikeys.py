@@ -1,46 +1,25 @@
-"""API keys: ``fgk_`` + 256 random bits, shown once, stored as SHA-256.
-
-A key is high-entropy, so a plain SHA-256 is enough (a slow KDF protects guessable
-passwords, not random keys). The first :data:`PREFIX_LENGTH` characters are stored in the
-clear as a unique lookup prefix, so authentication is one indexed read plus a
-constant-time comparison.
-"""
+"""API keys: ``fgk_`` secrets (see :mod:`cloud.auth.secrets`) scoped to one org and one
+role, with optional expiry and per-key rate limit; shown once, stored hashed, revocable,
+``last_used_at`` kept (coarsely)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.errors import Forbidden, Unauthorized
+from cloud import audit
+from cloud.auth import secrets
+from cloud.auth.principal import ActorType, Principal
+from cloud.errors import InvalidParameter, Unauthorized
 from cloud.store.api_keys import ApiKeyRepository, find_key_by_prefix, touch_key
 from cloud.store.models import ApiKey, Role, utcnow
 
 KEY_PREFIX = "fgk_"
-PREFIX_LENGTH = 12
-"""Characters of the key (``fgk_`` included) stored for lookup."""
+PREFIX_LENGTH = secrets.LOOKUP_LENGTH
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 """``last_used_at`` is written at most this often per key: not a write per request."""
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """Who is calling: resolved from an API key by :func:`authenticate`."""
-
-    org_id: int
-    key_id: int
-    role: Role
-
-    def require(self, role: Role) -> None:
-        """Raise :class:`Forbidden` unless this principal's role is at least ``role``."""
-        if self.role.rank < role.rank:
-            raise Forbidden(
-                f"this action needs role {role.value!r}; the key has {self.role.value!r}"
-            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,52 +31,101 @@ class IssuedKey:
 
 
 def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+    return secrets.generate(KEY_PREFIX)
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+hash_key = secrets.digest
+
+
+def principal_of(row: ApiKey) -> Principal:
+    return Principal(
+        org_id=row.org_id,
+        role=Role(row.role),
+        actor_type=ActorType.API_KEY,
+        actor_id=str(row.id),
+        actor_name=f"api key {row.name!r} ({row.prefix})",
+        rate_limit=row.rate_limit,
+    )
+
+
+def public_state(row: ApiKey) -> dict[str, object]:
+    """The audit snapshot of a key (never the hash)."""
+    return {
+        "id": row.id, "name": row.name, "prefix": row.prefix, "role": row.role,
+        "expires_at": row.expires_at, "rate_limit": row.rate_limit,
+        "revoked_at": row.revoked_at,
+    }
 
 
 async def issue_key(
-    session: AsyncSession, org_id: int, *, name: str, role: Role = Role.VIEWER
+    session: AsyncSession,
+    org_id: int,
+    *,
+    name: str,
+    role: Role = Role.VIEWER,
+    expires_at: datetime | None = None,
+    rate_limit: float | None = None,
+    created_by: str | None = None,
 ) -> IssuedKey:
-    """Create a key for the org; the caller shows ``secret`` once and commits."""
+    """Create a key for the org (flushed); the caller shows ``secret`` once and commits."""
+    if expires_at is not None and expires_at <= utcnow():
+        raise InvalidParameter("expires_at must be in the future", field="expires_at")
     key = generate_key()
     row = await ApiKeyRepository(session, org_id).add(
-        name=name, prefix=key[:PREFIX_LENGTH], key_hash=hash_key(key), role=role.value
+        name=name, prefix=secrets.lookup_prefix(key), key_hash=hash_key(key), role=role.value,
+        expires_at=expires_at, rate_limit=rate_limit, created_by=created_by,
     )
     return IssuedKey(row=row, secret=key)
 
 
 async def authenticate(session: AsyncSession, key: str | None) -> Principal:
     """The principal of a presented key; raises :class:`Unauthorized` (missing, malformed,
-    unknown or revoked key). Updates ``last_used_at`` (coarsely) in the caller's session."""
+    unknown, expired or revoked key). Updates ``last_used_at`` (coarsely) in the caller's
+    session."""
     if not key:
         raise Unauthorized("missing API key: send 'Authorization: Bearer fgk_...'")
-    if not key.startswith(KEY_PREFIX) or len(key) <= PREFIX_LENGTH:
+    if not secrets.well_formed(key, KEY_PREFIX):
         raise Unauthorized("malformed API key: expected 'fgk_' followed by the secret")
-    row = await find_key_by_prefix(session, key[:PREFIX_LENGTH])
-    if row is None or not hmac.compare_digest(row.key_hash, hash_key(key)):
+    row = await find_key_by_prefix(session, secrets.lookup_prefix(key))
+    if row is None or not secrets.matches(key, row.key_hash):
         raise Unauthorized("invalid API key")
     if row.revoked_at is not None:
         raise Unauthorized("the API key was revoked")
     now = utcnow()
+    if row.expires_at is not None and row.expires_at <= now:
+        raise Unauthorized("the API key has expired")
     if row.last_used_at is None or now - row.last_used_at >= LAST_USED_GRANULARITY:
         await touch_key(session, row.id, now)
-    return Principal(org_id=row.org_id, key_id=row.id, role=Role(row.role))
+    return principal_of(row)
 
 
 async def list_keys(session: AsyncSession, principal: Principal) -> list[ApiKey]:
     return await ApiKeyRepository(session, principal.org_id).list()
 
 
+async def get_key(session: AsyncSession, principal: Principal, key_id: int) -> ApiKey:
+    return await ApiKeyRepository(session, principal.org_id).get(key_id)
+
+
 async def create_key(
-    session: AsyncSession, principal: Principal, *, name: str, role: Role
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    name: str,
+    role: Role,
+    expires_at: datetime | None = None,
+    rate_limit: float | None = None,
 ) -> IssuedKey:
     """Mint a key in the caller's org and commit. Nobody mints a key above their own role."""
     principal.require(role)
-    issued = await issue_key(session, principal.org_id, name=name, role=role)
+    issued = await issue_key(
+        session, principal.org_id, name=name, role=role, expires_at=expires_at,
+        rate_limit=rate_limit, created_by=principal.actor_name,
+    )
+    await audit.record(
+        session, principal, "api_key.create", "api_key", issued.row.id,
+        after=public_state(issued.row),
+    )
     await session.commit()
     return issued
 
@@ -107,6 +135,13 @@ async def revoke_key(session: AsyncSession, principal: Principal, key_id: int) -
     repo = ApiKeyRepository(session, principal.org_id)
     target = await repo.get(key_id)
     principal.require(Role(target.role))
-    row = await repo.revoke(key_id)
-    await session.commit()
-    return row
+    before = public_state(target)
+    if target.revoked_at is None:
+        row = await repo.revoke(key_id)
+        await audit.record(
+            session, principal, "api_key.revoke", "api_key", key_id,
+            before=before, after=public_state(row),
+        )
+        await session.commit()
+        return row
+    return target

@@ -4,6 +4,7 @@ learns its org in the first place."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,8 +30,8 @@ class ApiKeyRepository:
         self.session = session
         self.org_id = org_id
 
-    async def add(self, *, name: str, prefix: str, key_hash: str, role: str) -> ApiKey:
-        row = ApiKey(org_id=self.org_id, name=name, prefix=prefix, key_hash=key_hash, role=role)
+    async def add(self, **fields: Any) -> ApiKey:
+        row = ApiKey(org_id=self.org_id, **fields)
         self.session.add(row)
         await self.session.flush()
         return row

@@ -38,8 +38,8 @@ def ingest(app: FastAPI) -> IngestService:
 @pytest.mark.parametrize(
     ("headers", "detail"),
     [
-        ({}, "missing API key"),
-        ({"Authorization": "Basic dXNlcjpwdw=="}, "must be 'Bearer <API key>'"),
+        ({}, "missing credentials"),
+        ({"Authorization": "Basic dXNlcjpwdw=="}, "must be 'Bearer <API key or session>'"),
         ({"Authorization": "Bearer nope"}, "malformed API key"),
         ({"Authorization": "Bearer fgk_" + "x" * 43}, "invalid API key"),
     ],

@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from cloud.auth.apikeys import PREFIX_LENGTH, Principal, generate_key, hash_key
+from cloud.auth.apikeys import PREFIX_LENGTH, generate_key, hash_key
+from cloud.auth.principal import ActorType, Principal
 from cloud.errors import Forbidden
 from cloud.store.models import Role
 
@@ -22,7 +23,9 @@ def test_keys_are_prefixed_random_and_hashed() -> None:
 
 def test_roles_are_ordered() -> None:
     assert [r.rank for r in (Role.VIEWER, Role.OPERATOR, Role.ADMIN, Role.OWNER)] == [0, 1, 2, 3]
-    admin = Principal(org_id=1, key_id=1, role=Role.ADMIN)
+    admin = Principal(
+        org_id=1, role=Role.ADMIN, actor_type=ActorType.API_KEY, actor_id="1", actor_name="k"
+    )
     admin.require(Role.OPERATOR)
     with pytest.raises(Forbidden, match="needs role 'owner'"):
         admin.require(Role.OWNER)
