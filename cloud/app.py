@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from cloud.api import problems
+from cloud.api.limits import BodySizeLimit
 from cloud.api.router import api_router
 from cloud.auth.ratelimit import RateLimiter
 from cloud.broker import EmbeddedBroker
@@ -84,6 +85,7 @@ def create_app(settings: CloudSettings | None = None) -> FastAPI:
     app.state.mqtt = None
     app.state.broker_port = None
     problems.install(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(api_router)
 
     @app.get("/metrics", include_in_schema=False)

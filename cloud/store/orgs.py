@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cloud.errors import AlreadyExists
+from cloud.errors import AlreadyExists, NotFound
 from cloud.store.models import Org
 
 
@@ -20,4 +20,12 @@ async def create_org(session: AsyncSession, name: str) -> Org:
     org = Org(name=name)
     session.add(org)
     await session.flush()
+    return org
+
+
+async def get_org(session: AsyncSession, org_id: int) -> Org:
+    """The org of an authenticated caller (it exists: keys and users cascade with it)."""
+    org = await session.get(Org, org_id)
+    if org is None:
+        raise NotFound(f"org {org_id} not found")
     return org

@@ -1,7 +1,22 @@
 """Public request/response models of the REST API (the only shapes clients see), one
 module per resource family; the common ones are re-exported here."""
 
-from cloud.api.schemas.access import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+from cloud.api.schemas.access import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPublic,
+    AuditEntryPublic,
+    AuditPage,
+    Login,
+    LoginResult,
+    Me,
+    OrgPublic,
+    OrgUpdate,
+    PasswordChange,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+)
 from cloud.api.schemas.commands import CommandCreate, CommandResultPublic
 from cloud.api.schemas.common import (
     QUALITY_NAMES,
@@ -27,6 +42,8 @@ __all__ = [
     "ApiKeyCreate",
     "ApiKeyCreated",
     "ApiKeyPublic",
+    "AuditEntryPublic",
+    "AuditPage",
     "CommandCreate",
     "CommandResultPublic",
     "Delivery",
@@ -36,12 +53,21 @@ __all__ = [
     "Health",
     "LatestValue",
     "LatestValues",
+    "Login",
+    "LoginResult",
+    "Me",
+    "OrgPublic",
+    "OrgUpdate",
+    "PasswordChange",
     "Problem",
     "PublicModel",
     "QualityName",
     "TelemetryPage",
     "TelemetryPoint",
     "Timestamp",
+    "UserCreate",
+    "UserPublic",
+    "UserUpdate",
     "from_ms",
     "iso_ms",
 ]
