@@ -51,7 +51,12 @@ def serve(
         str | None, typer.Option(help="embedded broker listen address")
     ] = None,
     broker_port: Annotated[
-        int | None, typer.Option(help="embedded broker port (0 = ephemeral; default 1883)")
+        int | None,
+        typer.Option(help="embedded broker port, device tokens (0 = ephemeral; default 1883)"),
+    ] = None,
+    broker_tls_port: Annotated[
+        int | None,
+        typer.Option(help="embedded broker mutual-TLS port, device certificates (default off)"),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
@@ -61,7 +66,8 @@ def serve(
     from cloud.app import create_app
 
     settings = _settings(
-        db_url=db, mqtt_url=mqtt, broker_host=broker_host, broker_port=broker_port
+        db_url=db, mqtt_url=mqtt, broker_host=broker_host, broker_port=broker_port,
+        broker_tls_port=broker_tls_port,
     )
     level = logging.getLevelName(log_level.upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -79,7 +85,8 @@ def init(
         list[str] | None, typer.Option("--gateway", help="register this gateway (repeatable)")
     ] = None,
 ) -> None:
-    """Create the org (if new) and print a new owner API key; it is shown only once."""
+    """Create the org (if new) and print a new owner API key and, per gateway, a new device
+    token (its MQTT password, username = the gateway name); they are shown only once."""
     settings = _settings(db_url=db)
 
     async def run() -> None:
@@ -88,6 +95,8 @@ def init(
         typer.echo(f"org: {done.org}")
         for name in done.gateways:
             typer.echo(f"gateway registered: {name}")
+        for name, token in done.tokens.items():
+            typer.echo(f"gateway {name} device token (shown once): {token}")
         typer.echo(f"owner API key (shown once): {done.api_key}")
 
     _run(run())
@@ -99,15 +108,27 @@ def gateway_add(
     org: Annotated[str, typer.Option("--org", help="organisation name")],
     db: DbOption = None,
 ) -> None:
-    """Register a gateway so that its telemetry is stored."""
+    """Register a gateway and print its device token: the MQTT password of the gateway
+    (username = its name) in its config's ``uplink``; shown only once."""
     settings = _settings(db_url=db)
 
     async def run() -> None:
         async with open_store(settings.db_url, schema=settings.db_schema) as store:
-            await add_gateway(store, org, name)
+            token = await add_gateway(store, org, name)
         typer.echo(f"gateway registered: {name} (org {org})")
+        typer.echo(f"gateway {name} device token (shown once): {token}")
 
     _run(run())
+
+
+@app.command()
+def permissions() -> None:
+    """Print the permission tables (Markdown) generated from the API's routes."""
+    from cloud.api.route_permissions import markdown_table
+    from cloud.app import create_app
+
+    typer.echo(markdown_table(create_app(CloudSettings(db_url="sqlite+aiosqlite:///:memory:"))),
+               nl=False)
 
 
 def _run(coro: Any) -> None:

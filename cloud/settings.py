@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -35,7 +36,8 @@ class CloudSettings(BaseSettings):
         description="PostgreSQL only: schema to use (search_path); created if missing",
     )
     mqtt_url: str | None = Field(
-        default=None, description="external broker mqtt://host:port; None runs the embedded one"
+        default=None,
+        description="external broker mqtt://[user:password@]host:port; None runs the embedded one",
     )
     mqtt_client_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
         default_factory=_default_client_id,
@@ -47,7 +49,36 @@ class CloudSettings(BaseSettings):
         description="Shared-subscription group of the nodes of one cluster (external broker)",
     )
     broker_host: str = "127.0.0.1"
-    broker_port: Annotated[int, Field(ge=0, le=65535)] = 1883
+    broker_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=1883,
+        description="embedded broker's plain listener: device token (username = gateway "
+        "name, password = fgd_ token) or the node's internal credential; 0 = ephemeral",
+    )
+    broker_allow_anonymous: bool = Field(
+        default=False,
+        description="DEVELOPMENT ONLY: accept MQTT clients without credentials on the plain "
+        "listener, with full topic rights",
+    )
+    broker_tls_port: Annotated[int, Field(ge=0, le=65535)] | None = Field(
+        default=None,
+        description="embedded broker's mutual-TLS listener (client certificate of an org "
+        "CA required); None = off, 0 = ephemeral (bound port: app.state.broker_tls_port)",
+    )
+    broker_tls_cert: Path | None = Field(
+        default=None, description="PEM server certificate of the TLS listener (with _key)"
+    )
+    broker_tls_key: Path | None = Field(
+        default=None, description="PEM private key of broker_tls_cert"
+    )
+    broker_tls_ca: Path | None = Field(
+        default=None,
+        description="PEM CA that signed broker_tls_cert, handed to enrolling gateways. "
+        "Without cert/key a broker CA is generated (kept next to the SQLite database)",
+    )
+    broker_tls_hosts: list[str] = Field(
+        default_factory=list,
+        description="extra DNS names/IP addresses of the generated server certificate",
+    )
     command_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0
     rate_limit: Annotated[float, Field(ge=0)] = Field(
         default=50.0, description="requests per second per API key or session (0: unlimited)"
@@ -75,8 +106,14 @@ class CloudSettings(BaseSettings):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
-            raise ValueError(f"expected mqtt://host[:port], got {value!r}")
+            raise ValueError(f"expected mqtt://[user:password@]host[:port], got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _check_broker_tls(self) -> CloudSettings:
+        if (self.broker_tls_cert is None) != (self.broker_tls_key is None):
+            raise ValueError("broker_tls_cert and broker_tls_key go together: set both or neither")
+        return self
 
     @field_validator("db_url")
     @classmethod
@@ -98,3 +135,13 @@ class CloudSettings(BaseSettings):
         parts = urlsplit(self.mqtt_url)
         assert parts.hostname is not None  # checked by the validator
         return parts.hostname, parts.port or 1883
+
+    def mqtt_credentials(self) -> tuple[str | None, str | None]:
+        """Username and password of the external broker (``mqtt://user:pass@host``;
+        percent-encoded in the URL), or ``(None, None)``."""
+        if self.mqtt_url is None:
+            return None, None
+        parts = urlsplit(self.mqtt_url)
+        username = unquote(parts.username) if parts.username is not None else None
+        password = unquote(parts.password) if parts.password is not None else None
+        return username, password

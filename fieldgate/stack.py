@@ -61,6 +61,8 @@ class Stack:
     http_port: int = field(default_factory=free_port)
     broker_port: int = field(default_factory=free_port)
     api_key: str = ""
+    gateway_token: str = ""
+    """The gateway's device token: its MQTT password (username = ``gateway_id``)."""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
     api: httpx.AsyncClient | None = None
@@ -96,6 +98,7 @@ class Stack:
             done = await bootstrap(store, "demo", gateways=[self.gateway_id])
         assert done.api_key is not None
         self.api_key = done.api_key
+        self.gateway_token = done.tokens[self.gateway_id]
         process = self._spawn(
             "cloud", "cloud", "serve", "--db", self.db_url, "--host", "127.0.0.1",
             "--port", str(self.http_port), "--broker-port", str(self.broker_port),
@@ -117,12 +120,13 @@ class Stack:
         return port
 
     def write_gateway_config(self, config: dict[str, Any], ports: Mapping[str, int]) -> Path:
-        """Point ``config`` at this stack: the broker, the buffer file, and each device of a
-        simulated protocol at its simulator's port."""
+        """Point ``config`` at this stack: the broker (with the gateway's device token), the
+        buffer file, and each device of a simulated protocol at its simulator's port."""
         config = dict(config)
         config["gateway"] = {**config.get("gateway", {}), "id": self.gateway_id}
         config["uplink"] = {
-            **config.get("uplink", {}), "url": f"mqtt://127.0.0.1:{self.broker_port}"
+            **config.get("uplink", {}), "url": f"mqtt://127.0.0.1:{self.broker_port}",
+            "username": self.gateway_id, "password": self.gateway_token,
         }
         config["buffer"] = {**config.get("buffer", {}), "path": str(self.buffer_path)}
         devices = []

@@ -84,3 +84,49 @@ def run(
         logging.getLogger("gateway").info("gateway %s stopped", loaded.gateway.id)
 
     asyncio.run(main())
+
+
+@app.command()
+def enroll(
+    config: ConfigOption,
+    cloud: Annotated[
+        str,
+        typer.Option("--cloud", help="Base URL of the cloud, e.g. http://cloud.example:8080",
+                     show_default=False),
+    ],
+    token: Annotated[
+        str,
+        typer.Option("--token", envvar="FIELDGATE_DEVICE_TOKEN",
+                     help="Device token 'fgd_...' of this gateway", show_default=False),
+    ],
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where to store the files (default: <config dir>/certs/<id>)",
+                     show_default=False),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing key and certificate")
+    ] = False,
+) -> None:
+    """Create a key and CSR, get the client certificate from the cloud, store both and
+    print the uplink.tls snippet for the config."""
+    from gateway import enroll as enrolment
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    gateway_id = loaded.gateway.id
+    target = directory if directory is not None else config.parent / "certs" / gateway_id
+    try:
+        enrolled = enrolment.enroll(gateway_id, cloud, token, target, force=force)
+    except enrolment.EnrollError as exc:
+        typer.echo(f"enroll failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"gateway {gateway_id} enrolled: certificate {enrolled.serial} valid until "
+        f"{enrolled.not_after:%Y-%m-%d}, files in {target}"
+    )
+    typer.echo("Add this to the gateway config (uplink.url mqtts://... for TLS):\n")
+    typer.echo(enrolment.tls_snippet(enrolled), nl=False)

@@ -77,7 +77,7 @@ def rebindable_port_fixture() -> int:
     return rebindable_port()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of the PostgreSQL test database (skips or fails when absent)."""
     _service("PostgreSQL", "127.0.0.1", 5432)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from cloud.api.deps import CanManageAccess, SessionDep
+from cloud.api.deps import CanManageAccess, RowId, SessionDep
 from cloud.api.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from cloud.auth import apikeys
 
@@ -32,13 +32,13 @@ async def create_key(
 
 
 @router.get("/{key_id}", response_model=ApiKeyPublic)
-async def get_key(key_id: int, session: SessionDep, principal: CanManageAccess) -> ApiKeyPublic:
+async def get_key(key_id: RowId, session: SessionDep, principal: CanManageAccess) -> ApiKeyPublic:
     return ApiKeyPublic.model_validate(await apikeys.get_key(session, principal, key_id))
 
 
 @router.delete("/{key_id}", response_model=ApiKeyPublic)
 async def revoke_key(
-    key_id: int, session: SessionDep, principal: CanManageAccess
+    key_id: RowId, session: SessionDep, principal: CanManageAccess
 ) -> ApiKeyPublic:
     """Revoke a key (idempotent); it fails with 401 from then on."""
     return ApiKeyPublic.model_validate(await apikeys.revoke_key(session, principal, key_id))

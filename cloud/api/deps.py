@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cloud.api.schemas.common import MAX_ID
 from cloud.auth import apikeys, sessions
 from cloud.auth.permissions import Permission
 from cloud.auth.principal import Principal
@@ -38,6 +39,9 @@ async def get_session(store: Annotated[Store, Depends(get_store)]) -> AsyncItera
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="row id")]
+"""A numeric id in a path: bounded so a huge number is a 422, not a database error."""
 
 
 def bearer_token(request: Request) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 
 from cloud import users
-from cloud.api.deps import CanManageAccess, SessionDep
+from cloud.api.deps import CanManageAccess, RowId, SessionDep
 from cloud.api.schemas import UserCreate, UserPublic, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -25,19 +25,19 @@ async def create_user(
 
 
 @router.get("/{user_id}", response_model=UserPublic)
-async def get_user(user_id: int, session: SessionDep, principal: CanManageAccess) -> UserPublic:
+async def get_user(user_id: RowId, session: SessionDep, principal: CanManageAccess) -> UserPublic:
     return users.public(await users.get_user(session, principal, user_id))
 
 
 @router.patch("/{user_id}", response_model=UserPublic)
 async def update_user(
-    user_id: int, body: UserUpdate, session: SessionDep, principal: CanManageAccess
+    user_id: RowId, body: UserUpdate, session: SessionDep, principal: CanManageAccess
 ) -> UserPublic:
     """Change name, role, password or disable; 409 if the org would lose its last owner."""
     return users.public(await users.update_user(session, principal, user_id, body))
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_user(user_id: int, session: SessionDep, principal: CanManageAccess) -> Response:
+async def delete_user(user_id: RowId, session: SessionDep, principal: CanManageAccess) -> Response:
     await users.delete_user(session, principal, user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

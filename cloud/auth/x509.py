@@ -236,6 +236,30 @@ def issued_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
     return True
 
 
+def name_string(name: x509.Name) -> str:
+    """The RFC 4514 form of a name: how a CA's subject is stored, so that the issuer of
+    a presented certificate finds its CA candidates with one indexed equality."""
+    return name.rfc4514_string()
+
+
+def client_certificate_problem(cert: x509.Certificate) -> str | None:
+    """Why ``cert`` cannot authenticate a TLS client (it is a CA, or its extended key
+    usage leaves out clientAuth), or None. No extended key usage at all is accepted:
+    customer CAs often omit it."""
+    try:
+        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return "the certificate is a CA certificate, not a device certificate"
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if ExtendedKeyUsageOID.CLIENT_AUTH not in usages:
+        return "the certificate's extendedKeyUsage does not include clientAuth"
+    return None
+
+
 def validity_problem(cert: x509.Certificate, *, at: datetime | None = None) -> str | None:
     """Why ``cert`` is not valid at ``at`` (expired / not yet valid), or None."""
     at = at or now()

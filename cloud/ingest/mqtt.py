@@ -77,7 +77,8 @@ class MqttSubscriber:
 
     Subscribes to telemetry (``$share/{group}/...`` when ``share_group`` is set, which external
     brokers support and amqtt does not), status, events and command results (handed to
-    ``on_command_result``, set before entering). Reconnects
+    ``on_command_result``, set before entering). ``username``/``password``: the embedded
+    broker's internal credential, or the external broker's account. Reconnects
     with back-off. ``__aenter__`` waits up to ``connect_timeout`` for the first
     subscription, then returns either way (``ready`` tells which); the API stays up while
     the broker is away and commands fail with 503.
@@ -93,10 +94,14 @@ class MqttSubscriber:
         share_group: str | None,
         on_command_result: Callable[[CommandResult], object] | None = None,
         connect_timeout: float = 10.0,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.client_id = client_id
+        self.username = username
+        self._password = password
         self.ingest = ingest
         self.on_command_result = on_command_result
         self.telemetry_subscription = (
@@ -170,6 +175,8 @@ class MqttSubscriber:
             self.host,
             self.port,
             identifier=self.client_id,
+            username=self.username,
+            password=self._password,
             clean_session=False,
             keepalive=30,
         )

@@ -176,6 +176,15 @@ class IngestService:
             )
         return results, stored
 
+    def forget(self, device: str) -> None:
+        """Drop cached ids of ``device`` (a gateway or ``gateway.field``) and of the field
+        devices of its gateway; call after deleting it, so that later data is matched
+        against the database again rather than stored under a deleted id."""
+        gateway = self._gateways.pop(device.split(".", 1)[0], None)
+        if gateway is not None:
+            for key in [k for k in self._field_ids if k[0] == gateway.id]:
+                del self._field_ids[key]
+
     async def _gateway(self, session: AsyncSession, name: str) -> _Gateway | None:
         cached = self._gateways.get(name)
         if cached is not None:

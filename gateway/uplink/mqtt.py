@@ -4,6 +4,10 @@ One background task owns the connection: it connects, announces ``online``, subs
 to ``cmd/+``, refreshes the status periodically and reconnects with backoff when the
 broker goes away. Publishers never wait for a reconnect: they get an ``UplinkError`` at
 once and keep their data (the forwarder re-reads it from the buffer).
+
+A refused connection (CONNACK refused, TLS refused, the gateway's topics not granted) is
+retried with the same backoff; ``last_error`` and the log say why in words that point at
+the setting to fix (:func:`describe_failure`).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from types import TracebackType
 
 import aiomqtt
 import orjson
+from aiomqtt.exceptions import MqttConnectError  # not re-exported by aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from adapters.base import now_ms
@@ -29,6 +35,42 @@ from gateway.errors import UplinkError
 log = logging.getLogger(__name__)
 
 StatusProvider = Callable[[], Awaitable[GatewayStatus]]
+
+
+class _TopicsRefused(Exception):
+    """The broker accepted the connection but not the gateway's own topics."""
+
+
+_HINTS = {
+    # MQTT 3.1.1 CONNACK codes and the MQTT 5 reason codes paho reports for them
+    2: "the client id is not allowed with these credentials: leave uplink.client_id unset "
+    "(fieldgate-{gateway id}) and use the gateway's own credentials (uplink.username = "
+    "the gateway id)",
+    3: "the broker cannot check credentials right now",
+    4: "check uplink.username (the gateway id) and uplink.password (its device token fgd_...)",
+    5: "the credentials or client certificate are not accepted: revoked device, certificate "
+    "or token, or the credentials of another gateway (uplink.username = the gateway id)",
+}
+_V5_TO_V3 = {133: 2, 136: 3, 134: 4, 135: 5}
+
+
+def describe_failure(exc: BaseException, *, tls: bool) -> str:
+    """What went wrong with a connection attempt, in words an operator can act on."""
+    if isinstance(exc, MqttConnectError):
+        rc = exc.rc.value if isinstance(exc.rc, ReasonCode) else exc.rc
+        hint = _HINTS.get(_V5_TO_V3.get(rc, rc) if isinstance(rc, int) else -1)
+        return f"the broker refused the connection ({exc})" + (f": {hint}" if hint else "")
+    text = str(exc) or type(exc).__name__
+    if tls and isinstance(exc, aiomqtt.MqttError) and not isinstance(exc, aiomqtt.MqttCodeError):
+        lowered = text.lower()
+        if any(s in lowered for s in ("timed out", "reset", "eof", "closed", "certificate")):
+            # A broker that rejects the client certificate just closes the connection
+            # (with TLS 1.3 only after the client has sent CONNECT): no CONNACK to read.
+            text += (
+                " (a broker that does not accept the client certificate closes the TLS "
+                "connection like this: check uplink.tls.cert/key, their CA and expiry)"
+            )
+    return text
 
 
 class MqttUplink:
@@ -132,9 +174,7 @@ class MqttUplink:
                 async with client:
                     self._client = client
                     self._lost.clear()
-                    await client.subscribe(
-                        contract.topic(self.gateway_id, contract.CMD, "+"), qos=1
-                    )
+                    await self._subscribe_commands(client)
                     await self._publish_status(client)
                     self.connects += 1
                     self._backoff.reset()
@@ -150,8 +190,8 @@ class MqttUplink:
                         refresher.cancel()
                         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                             await refresher
-            except aiomqtt.MqttError as exc:
-                self.last_error = str(exc)
+            except (aiomqtt.MqttError, _TopicsRefused) as exc:
+                self.last_error = describe_failure(exc, tls=self._tls_context() is not None)
             except Exception as exc:
                 # e.g. an unreadable TLS file or a status that cannot be built: report it
                 # and keep retrying rather than leave the gateway without an uplink.
@@ -167,6 +207,20 @@ class MqttUplink:
                 self.config.url, self.last_error, delay,
             )
             await asyncio.sleep(delay)
+
+    async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
+        """Subscribe to ``cmd/+``. A refusal means the broker's ACL does not give this
+        connection the gateway's topics (credentials of another gateway): its telemetry
+        would be acknowledged and dropped, so the connection is abandoned instead."""
+        topic = contract.topic(self.gateway_id, contract.CMD, "+")
+        granted = await client.subscribe(topic, qos=1)
+        codes = [c.value if isinstance(c, ReasonCode) else int(c) for c in granted]
+        if not codes or any(code >= 0x80 for code in codes):
+            raise _TopicsRefused(
+                f"the broker refused the subscription to {topic}: these credentials do not "
+                f"give access to gateway {self.gateway_id!r}'s topics (uplink.username must "
+                f"be the gateway id, the token or certificate that gateway's)"
+            )
 
     async def _publish_status(self, client: aiomqtt.Client) -> None:
         status = await self._status()

@@ -67,14 +67,17 @@ def config_dict(
     interval: str = "100ms",
     bench: int = 0,
     buffer: dict[str, Any] | None = None,
+    token: str | None = None,
 ) -> dict[str, Any]:
-    """A gateway config that reconnects fast (so tests spend their time on faults)."""
+    """A gateway config that reconnects fast (so tests spend their time on faults);
+    ``token``: the gateway's device token (MQTT password, username = the gateway id)."""
+    login = {} if token is None else {"username": gateway_id, "password": token}
     return {
         "gateway": {"id": gateway_id, "status_interval": "1s", "shutdown_drain": "5s"},
         "buffer": {"path": str(buffer_path), **(buffer or {})},
         "uplink": {
             "url": f"mqtt://127.0.0.1:{broker_port}", "reconnect_min": 0.05,
-            "reconnect_max": 0.2,
+            "reconnect_max": 0.2, **login,
         },
         "devices": [{
             "type": "modbus", "name": DEVICE, "host": "127.0.0.1", "port": modbus_port,
@@ -125,14 +128,19 @@ class Wire:
 
 
 @asynccontextmanager
-async def sniff(broker: tuple[str, int], gateway_id: str) -> AsyncIterator[Wire]:
+async def sniff(
+    broker: tuple[str, int], gateway_id: str, login: dict[str, str] | None = None
+) -> AsyncIterator[Wire]:
     """Subscribe to the gateway's telemetry and events directly on the broker (not through
-    the cut-able link) for as long as the block runs."""
+    the cut-able link) for as long as the block runs; ``login``: ``aiomqtt.Client``
+    credentials (``Cloud.observer``)."""
     wire = Wire()
     loop = asyncio.get_running_loop()
     telemetry = contract.topic(gateway_id, contract.TELEMETRY)
     events = contract.topic(gateway_id, contract.EVENTS)
-    async with aiomqtt.Client(*broker, identifier=f"sniff-sf-{gateway_id}") as client:
+    async with aiomqtt.Client(
+        *broker, identifier=f"sniff-sf-{gateway_id}", **(login or {})
+    ) as client:
         await client.subscribe(telemetry, qos=1)
         await client.subscribe(events, qos=1)
 

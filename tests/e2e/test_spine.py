@@ -54,6 +54,16 @@ class Cloud:
     api: httpx.AsyncClient
     broker: tuple[str, int]
     gateway_id: str
+    token: str
+    """The gateway's device token: its MQTT password."""
+    observer: dict[str, str]
+    """``aiomqtt.Client`` login of a test observer with full topic rights (the embedded
+    broker's internal credential; none on the anonymous CI Mosquitto)."""
+
+    @property
+    def uplink_login(self) -> dict[str, str]:
+        """The gateway config's ``uplink`` credentials."""
+        return {"username": self.gateway_id, "password": self.token}
 
     async def wait_for(self, predicate: Callable[[Any], bool]) -> None:
         await asyncio.wait_for(self.app.state.ingest.wait_for(predicate), 20)
@@ -115,12 +125,15 @@ async def cloud_node(
                 transport=transport, base_url="http://cloud",
                 headers={"Authorization": f"Bearer {done.api_key}"},
             ) as api:
+                observer: dict[str, str] = {}
                 if settings.mqtt_url is None:
                     broker = ("127.0.0.1", app.state.broker_port)
+                    internal = app.state.broker.internal
+                    observer = {"username": internal.username, "password": internal.password}
                 else:
                     parts = urlsplit(settings.mqtt_url)
                     broker = (parts.hostname or "127.0.0.1", parts.port or 1883)
-                yield Cloud(app, api, broker, gateway_id)
+                yield Cloud(app, api, broker, gateway_id, done.tokens[gateway_id], observer)
     finally:
         if settings.mqtt_url is not None:
             for client_id in (settings.mqtt_client_id, f"fieldgate-{gateway_id}"):
@@ -150,12 +163,12 @@ async def cloud(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield node
 
 
-def gateway_config(gateway_id: str, broker_port: int, modbus_port: int, buffer: Path) -> Any:
+def gateway_config(cloud: Cloud, broker_port: int, modbus_port: int, buffer: Path) -> Any:
     return gateway_config_model().model_validate({
-        "gateway": {"id": gateway_id, "status_interval": "1s", "shutdown_drain": "5s"},
+        "gateway": {"id": cloud.gateway_id, "status_interval": "1s", "shutdown_drain": "5s"},
         "buffer": {"path": str(buffer)},
         "uplink": {"url": f"mqtt://127.0.0.1:{broker_port}", "reconnect_min": 0.1,
-                   "reconnect_max": 0.5},
+                   "reconnect_max": 0.5, **cloud.uplink_login},
         "devices": [{
             "type": "modbus", "name": "plc1", "host": "127.0.0.1", "port": modbus_port,
             "interval": "100ms", "tags": TAGS,
@@ -198,8 +211,8 @@ async def test_values_arrive_unchanged_and_commands_reach_the_device(
     buffer = tmp_path / "buffer.db"
     gw = cloud.gateway_id
     field_device = f"{gw}.plc1"
-    async with ModbusSimulator(plant) as sim, sniff(cloud.broker, gw) as wire:
-        config = gateway_config(gw, cloud.broker[1], sim.port, buffer)
+    async with ModbusSimulator(plant) as sim, sniff(cloud.broker, gw, cloud.observer) as wire:
+        config = gateway_config(cloud, cloud.broker[1], sim.port, buffer)
         async with running_gateway(config):
             await wire.wait_for(lambda w: len(w.batches) >= 1)
             await cloud.wait_for(lambda s: s.points >= 3 * len(TAGS))
@@ -278,7 +291,7 @@ async def test_uplink_outage_loses_nothing(tmp_path: Path, request: pytest.Fixtu
             ModbusSimulator(Plant(seed=12)) as sim,
             TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
         ):
-            config = gateway_config(cloud.gateway_id, link.port, sim.port, buffer)
+            config = gateway_config(cloud, link.port, sim.port, buffer)
             async with running_gateway(config) as gateway:
                 assert gateway.uplink is not None and gateway.buffer is not None
                 await cloud.wait_for(lambda s: s.points > 0)

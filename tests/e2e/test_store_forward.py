@@ -120,11 +120,11 @@ async def test_sigkill_during_flow_and_outage_loses_and_duplicates_nothing(
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator(bench=40) as sim,
         TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
-        sniff(cloud.broker, cloud.gateway_id) as wire,
+        sniff(cloud.broker, cloud.gateway_id, cloud.observer) as wire,
     ):
         config = config_dict(
             cloud.gateway_id, link.port, sim.port, buffer, interval="50ms", bench=40,
-            buffer={"durability": "full"},
+            buffer={"durability": "full"}, token=cloud.token,
         )
         gateway = GatewayProcess(config, tmp_path)
         try:
@@ -226,10 +226,12 @@ async def test_outage_backlog_drains_oldest_first_ten_times_faster(
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator(bench=bench) as sim,
         TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
-        sniff(cloud.broker, cloud.gateway_id) as wire,
+        sniff(cloud.broker, cloud.gateway_id, cloud.observer) as wire,
     ):
         config = config_model(
-            config_dict(cloud.gateway_id, link.port, sim.port, buffer, bench=bench)
+            config_dict(
+                cloud.gateway_id, link.port, sim.port, buffer, bench=bench, token=cloud.token
+            )
         )
         loop = asyncio.get_running_loop()
         async with running_gateway(config) as gateway:
@@ -301,12 +303,12 @@ async def test_overflow_drops_oldest_exactly_as_reported(
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator(bench=bench) as sim,
         TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
-        sniff(cloud.broker, cloud.gateway_id) as wire,
+        sniff(cloud.broker, cloud.gateway_id, cloud.observer) as wire,
     ):
         await link.cut()
         config = config_model(config_dict(
             cloud.gateway_id, link.port, sim.port, buffer, bench=bench,
-            buffer={"max_bytes": "64KiB"},
+            buffer={"max_bytes": "64KiB"}, token=cloud.token,
         ))
         with watch_logs("gateway.buffer") as logs:
             async with running_gateway(config) as gateway:
@@ -414,12 +416,12 @@ async def test_full_disk_is_reported_and_survived(
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator(bench=bench) as sim,
         TcpProxy(*cloud.broker, port=request.getfixturevalue("rebindable_port")) as link,
-        sniff(cloud.broker, cloud.gateway_id) as wire,
+        sniff(cloud.broker, cloud.gateway_id, cloud.observer) as wire,
     ):
         # A bound far above the disk: the disk, not max_bytes, is what runs out.
         config = config_model(config_dict(
             cloud.gateway_id, link.port, sim.port, buffer, bench=bench,
-            buffer={"max_bytes": "16MiB"},
+            buffer={"max_bytes": "16MiB"}, token=cloud.token,
         ))
         with watch_logs("gateway.buffer") as logs:
             async with running_gateway(config) as gateway:
@@ -489,7 +491,9 @@ async def test_corrupt_buffer_is_moved_aside_and_a_fresh_one_used(
         cloud_node("sqlite-embedded", tmp_path, request) as cloud,
         simulator() as sim,
     ):
-        config = config_model(config_dict(cloud.gateway_id, cloud.broker[1], sim.port, buffer))
+        config = config_model(config_dict(
+            cloud.gateway_id, cloud.broker[1], sim.port, buffer, token=cloud.token
+        ))
         if damage == "garbage":
             broken = random.Random(7).randbytes(64 * 1024)
         else:

@@ -33,7 +33,11 @@ async def test_backlog_is_delivered_once_in_order_with_a_window(
     total = 20_000
     received: list[int] = []
     done = asyncio.Event()
-    async with aiomqtt.Client("127.0.0.1", broker.port, identifier="sink") as sink:
+    login = broker.internal  # no device authority here: the full-rights credential
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, identifier="sink",
+        username=login.username, password=login.password,
+    ) as sink:
         await sink.subscribe(contract.topic(GATEWAY, contract.TELEMETRY), qos=1)
 
         async def collect() -> None:
@@ -52,7 +56,10 @@ async def test_backlog_is_delivered_once_in_order_with_a_window(
                     for i in range(start, start + 1000)
                 ])
             await buffer.flush()
-            config = MqttUplinkConfig(url=f"mqtt://127.0.0.1:{broker.port}")
+            config = MqttUplinkConfig(
+                url=f"mqtt://127.0.0.1:{broker.port}",
+                username=login.username, password=login.password,
+            )
 
             async def status() -> contract.GatewayStatus:
                 return contract.GatewayStatus(state="online", ts=0)

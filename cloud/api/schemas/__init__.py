@@ -27,8 +27,20 @@ from cloud.api.schemas.common import (
     from_ms,
     iso_ms,
 )
-from cloud.api.schemas.devices import DeviceCreate, DeviceList, DevicePublic
+from cloud.api.schemas.devices import DeviceCreate, DeviceList, DevicePublic, DeviceUpdate
 from cloud.api.schemas.health import Health
+from cloud.api.schemas.registry import (
+    CohortCreate,
+    CohortList,
+    CohortPublic,
+    CohortUpdate,
+    ImportReport,
+    ImportRow,
+    ProductCreate,
+    ProductList,
+    ProductPublic,
+    ProductUpdate,
+)
 from cloud.api.schemas.telemetry import (
     Delivery,
     LatestValue,
@@ -44,13 +56,20 @@ __all__ = [
     "ApiKeyPublic",
     "AuditEntryPublic",
     "AuditPage",
+    "CohortCreate",
+    "CohortList",
+    "CohortPublic",
+    "CohortUpdate",
     "CommandCreate",
     "CommandResultPublic",
     "Delivery",
     "DeviceCreate",
     "DeviceList",
     "DevicePublic",
+    "DeviceUpdate",
     "Health",
+    "ImportReport",
+    "ImportRow",
     "LatestValue",
     "LatestValues",
     "Login",
@@ -60,6 +79,10 @@ __all__ = [
     "OrgUpdate",
     "PasswordChange",
     "Problem",
+    "ProductCreate",
+    "ProductList",
+    "ProductPublic",
+    "ProductUpdate",
     "PublicModel",
     "QualityName",
     "TelemetryPage",

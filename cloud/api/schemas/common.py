@@ -22,6 +22,9 @@ Timestamp = Annotated[
     PlainSerializer(iso_ms, return_type=str, when_used="json"),
     Field(json_schema_extra={"format": "date-time", "example": "2026-11-25T03:04:05.123Z"}),
 ]
+MAX_ID = 2**63 - 1
+"""Largest row id (a signed 64-bit integer): larger ids in a request are a 422."""
+
 QualityName = Literal["good", "uncertain", "bad"]
 QUALITY_NAMES: tuple[QualityName, ...] = ("good", "uncertain", "bad")
 

@@ -72,14 +72,31 @@ class Tenant:
     org_id: int
     key: str
     gateway: str
+    token: str = ""
+    """The gateway's device token (its MQTT password)."""
 
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.key}"}
 
+    @property
+    def mqtt(self) -> dict[str, str]:
+        """``aiomqtt.Client`` keyword arguments that log in as the gateway."""
+        return {"username": self.gateway, "password": self.token}
+
 
 async def make_tenant(store: Store, org: str, gateway: str) -> Tenant:
-    """An org with an owner key and one registered gateway."""
+    """An org with an owner key and one registered gateway with a device token."""
     done = await bootstrap(store, org, gateways=[gateway])
     assert done.api_key is not None
-    return Tenant(org=org, org_id=done.org_id, key=done.api_key, gateway=gateway)
+    return Tenant(
+        org=org, org_id=done.org_id, key=done.api_key, gateway=gateway,
+        token=done.tokens[gateway],
+    )
+
+
+def internal_login(app: FastAPI) -> dict[str, str]:
+    """``aiomqtt.Client`` keyword arguments with the embedded broker's internal (cloud)
+    credential: full topic rights, for observers and for publishing as no gateway."""
+    credentials = app.state.broker.internal
+    return {"username": credentials.username, "password": credentials.password}

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from cloud_testkit import Database, Tenant, make_tenant, running
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from cloud.app import create_app
@@ -51,6 +52,7 @@ def settings(database: Database) -> CloudSettings:
         broker_port=0,
         mqtt_client_id=f"test-cloud-{uuid.uuid4().hex[:8]}",
         command_timeout=5.0,
+        secret_key=SecretStr("test-secret-key"),
         mqtt_connect_timeout=5.0,
     )
 

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 import aiomqtt
 import httpx
 import pytest
-from cloud_testkit import T0, Tenant, make_batch
+from cloud_testkit import T0, Tenant, internal_login, make_batch
 from fastapi import FastAPI
 
 from cloud.contract import CMD, CMD_RESULT, STATUS, Command, CommandResult, topic
@@ -22,12 +22,13 @@ pytestmark = pytest.mark.integration
 
 @asynccontextmanager
 async def fake_gateway(
-    port: int, name: str, *, answer: bool = True
+    port: int, tenant: Tenant, *, answer: bool = True
 ) -> AsyncIterator[list[Command]]:
     """A gateway that reads/writes an in-memory tag table; yields the commands it got."""
     tags: dict[str, object] = {"setpoint": 20.5}
     received: list[Command] = []
-    async with aiomqtt.Client("127.0.0.1", port, identifier=name) as client:
+    name = tenant.gateway
+    async with aiomqtt.Client("127.0.0.1", port, identifier=name, **tenant.mqtt) as client:
         await client.subscribe(f"fg/v1/{name}/{CMD}/+", qos=1)
 
         async def serve() -> None:
@@ -63,7 +64,7 @@ async def set_online(app: FastAPI, port: int, name: str, online: bool) -> None:
     ingest: IngestService = app.state.ingest
     before = ingest.stats.statuses
     state = "online" if online else "offline"
-    async with aiomqtt.Client("127.0.0.1", port) as client:
+    async with aiomqtt.Client("127.0.0.1", port, **internal_login(app)) as client:
         await client.publish(
             topic(name, STATUS), f'{{"state": "{state}", "ts": {T0}}}', qos=1, retain=True
         )
@@ -79,7 +80,7 @@ async def test_write_and_read_round_trip(
         "plant1", make_batch(0, [("pump1", "setpoint", T0, 1.0)])
     )
     await set_online(app, port, "plant1", True)
-    async with fake_gateway(port, "plant1") as received:
+    async with fake_gateway(port, tenant) as received:
         write = await client.post(
             "/api/v1/devices/plant1.pump1/commands",
             json={"action": "write", "tag": "setpoint", "value": 42.5},
@@ -114,7 +115,7 @@ async def test_write_and_read_round_trip(
 async def test_no_answer_is_504(app: FastAPI, client: httpx.AsyncClient, tenant: Tenant) -> None:
     port = app.state.broker_port
     await set_online(app, port, "plant1", True)
-    async with fake_gateway(port, "plant1", answer=False) as received:
+    async with fake_gateway(port, tenant, answer=False) as received:
         started = time.monotonic()
         response = await client.post(
             "/api/v1/devices/plant1/commands",

@@ -10,7 +10,15 @@ from urllib.parse import urlsplit
 import aiomqtt
 import httpx
 import pytest
-from cloud_testkit import T0, Database, batch_bytes, counter_batch, make_tenant, running
+from cloud_testkit import (
+    T0,
+    Database,
+    batch_bytes,
+    counter_batch,
+    internal_login,
+    make_tenant,
+    running,
+)
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
 
@@ -37,7 +45,7 @@ async def test_embedded_broker_ingest_end_to_end(
     port = app.state.broker_port
     assert isinstance(port, int) and port > 0
 
-    async with aiomqtt.Client("127.0.0.1", port, identifier="plant1") as gateway:
+    async with aiomqtt.Client("127.0.0.1", port, identifier="plant1", **tenant.mqtt) as gateway:
         for first in range(0, 1000, 250):
             await gateway.publish(topic("plant1", TELEMETRY), counter_batch(first, 250), qos=1)
         # re-delivery of a batch (the gateway lost the PUBACK) stores nothing new
@@ -61,13 +69,18 @@ async def test_malformed_payloads_do_not_stop_ingest(
 ) -> None:
     tenant = await make_tenant(app.state.store, "acme", "plant1")
     ingest: IngestService = app.state.ingest
-    async with aiomqtt.Client("127.0.0.1", app.state.broker_port) as gateway:
+    port = app.state.broker_port
+    async with (
+        aiomqtt.Client("127.0.0.1", port, **tenant.mqtt) as gateway,
+        aiomqtt.Client("127.0.0.1", port, **internal_login(app)) as unconfined,
+    ):
         telemetry = topic("plant1", TELEMETRY)
         await gateway.publish(telemetry, b"{not json", qos=1)
         await gateway.publish(telemetry, b'{"v": 1, "first": 0, "series": [], "s": []}', qos=1)
         await gateway.publish(telemetry, batch_bytes(0, [("bad.name", "t", T0, 1)]), qos=1)
         await gateway.publish(topic("plant1", STATUS), b'{"state": "sideways"}', qos=1)
-        await gateway.publish(topic("ghost", TELEMETRY), counter_batch(0, 10), qos=1)
+        # no gateway may publish as an unregistered one; only a full-rights client can
+        await unconfined.publish(topic("ghost", TELEMETRY), counter_batch(0, 10), qos=1)
         await gateway.publish(telemetry, counter_batch(0, 10), qos=1)
 
         def done(stats: IngestStats) -> bool:
@@ -84,7 +97,9 @@ async def test_status_over_mqtt_sets_online(app: FastAPI, client: httpx.AsyncCli
     tenant = await make_tenant(app.state.store, "acme", "plant1")
     ingest: IngestService = app.state.ingest
     status = topic("plant1", STATUS)
-    async with aiomqtt.Client("127.0.0.1", app.state.broker_port, identifier="plant1") as gateway:
+    async with aiomqtt.Client(
+        "127.0.0.1", app.state.broker_port, identifier="plant1", **tenant.mqtt
+    ) as gateway:
         await gateway.publish(
             status,
             b'{"state": "online", "ts": 1767225600000, "version": "0.1.0",'
@@ -171,7 +186,7 @@ async def test_store_outage_is_retried_without_losing_messages(
         return await real(items)
 
     ingest.ingest_telemetry_many = flaky  # type: ignore[method-assign]
-    async with aiomqtt.Client("127.0.0.1", app.state.broker_port) as gateway:
+    async with aiomqtt.Client("127.0.0.1", app.state.broker_port, **tenant.mqtt) as gateway:
         await gateway.publish(topic("plant1", TELEMETRY), counter_batch(0, 50), qos=1)
         await wait_for(ingest, lambda s: s.points >= 50)
     assert failures == 2 and ingest.stats.failed == 0

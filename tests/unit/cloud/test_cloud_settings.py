@@ -30,7 +30,7 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("mqtt_url", "http://x", "expected mqtt://host"),
+        ("mqtt_url", "http://x", "expected mqtt://[user:password@]host"),
         ("db_url", "mysql://x", "expected sqlite+aiosqlite"),
         ("broker_port", 70000, "less than or equal to 65535"),
         ("command_timeout", 0, "greater than 0"),
