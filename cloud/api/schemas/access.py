@@ -16,7 +16,7 @@ from cloud.store.models import Role
 def _email(value: str) -> str:
     value = value.strip().lower()
     local, at, domain = value.partition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in value):
+    if not at or not local or "." not in domain or any(c.isspace() or ord(c) < 32 for c in value):
         raise ValueError("expected an e-mail address like name@example.com")
     return value
 
@@ -81,7 +81,7 @@ class UserPublic(PublicModel):
 
 
 class Login(_Strict):
-    email: Annotated[str, Field(min_length=1, max_length=254)]
+    email: Annotated[str, Field(min_length=1, max_length=254, pattern=r"^[^\x00-\x1f]+$")]
     password: Annotated[str, Field(min_length=1, max_length=MAX_LENGTH)]
 
 
