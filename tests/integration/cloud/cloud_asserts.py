@@ -19,3 +19,15 @@ def assert_problem(response: httpx.Response, status: int, *in_detail: str) -> di
     for text in in_detail:
         assert text in body["detail"], body
     return body
+
+
+def error_fields(body: dict[str, Any]) -> list[str]:
+    """The fields named by a 422 problem's ``errors``."""
+    return [error["field"] for error in body["errors"]]
+
+
+async def post(client: httpx.AsyncClient, tenant: Any, path: str, **payload: Any) -> Any:
+    """POST ``payload`` to ``/api/v1/{path}`` as ``tenant``; asserts 201, returns the body."""
+    response = await client.post(f"/api/v1/{path}", json=payload, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    return response.json()

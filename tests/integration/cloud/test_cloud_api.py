@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from cloud_asserts import assert_problem
 from cloud_testkit import T0, Tenant, make_batch
 from fastapi import FastAPI
 
@@ -12,18 +13,6 @@ from cloud.ingest.service import IngestService
 from cloud.store.models import Role
 
 pytestmark = pytest.mark.integration
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int, *in_detail: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body = response.json()
-    assert body["status"] == status and body["title"] and body["type"]
-    for text in in_detail:
-        assert text in body["detail"], body
-    return body
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cloud_asserts import assert_problem, error_fields, post
 from cloud_testkit import Tenant
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -16,27 +17,7 @@ from cloud.store.models import AuditEntry, Role
 
 pytestmark = pytest.mark.integration
 
-PROBLEM = "application/problem+json"
 URL = "/api/v1/cohorts"
-
-
-def assert_problem(response: httpx.Response, status: int, *in_detail: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    for text in in_detail:
-        assert text in body["detail"], body
-    return body
-
-
-def error_fields(body: dict[str, Any]) -> list[str]:
-    return [error["field"] for error in body["errors"]]
-
-
-async def post(client: httpx.AsyncClient, tenant: Tenant, path: str, **payload: Any) -> Any:
-    response = await client.post(f"/api/v1/{path}", json=payload, headers=tenant.headers)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def test_cohort_crud_is_audited(

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cloud_asserts import assert_problem
 from cloud_testkit import Tenant
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -18,19 +19,9 @@ from cloud.store.models import AuditEntry, Device, Role
 
 pytestmark = pytest.mark.integration
 
-PROBLEM = "application/problem+json"
 URL = "/api/v1/devices/import"
 CSV = {"Content-Type": "text/csv"}
 JSON = {"Content-Type": "application/json"}
-
-
-def assert_problem(response: httpx.Response, status: int, *in_detail: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    for text in in_detail:
-        assert text in body["detail"], body
-    return body
 
 
 async def send(

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cloud_asserts import assert_problem, error_fields
 from cloud_testkit import Tenant
 from fastapi import FastAPI
 from sqlalchemy import select
@@ -16,21 +17,7 @@ from cloud.store.models import AuditEntry, Role
 
 pytestmark = pytest.mark.integration
 
-PROBLEM = "application/problem+json"
 URL = "/api/v1/products"
-
-
-def assert_problem(response: httpx.Response, status: int, *in_detail: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    for text in in_detail:
-        assert text in body["detail"], body
-    return body
-
-
-def error_fields(body: dict[str, Any]) -> list[str]:
-    return [error["field"] for error in body["errors"]]
 
 
 async def audit_entries(app: FastAPI, org_id: int, resource_type: str) -> list[AuditEntry]:
