@@ -34,7 +34,13 @@ from cloud.api.schemas import DeviceCreate, ImportReport, ImportRow
 from cloud.api.schemas.registry import ImportStatus
 from cloud.auth.principal import AuditActor
 from cloud.devices import UPDATABLE, Placements, change_device, insert_device
-from cloud.errors import AlreadyExists, CloudError, InvalidParameter, PayloadTooLarge
+from cloud.errors import (
+    AlreadyExists,
+    CloudError,
+    InvalidParameter,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from cloud.store.devices import DeviceRepository, DeviceView
 from cloud.store.models import DeviceKind, Org
 
@@ -50,9 +56,6 @@ class ImportMode(enum.StrEnum):
     CREATE = "create"
     UPSERT = "upsert"
 
-
-class UnsupportedMediaType(CloudError):
-    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 class ImportFailed(InvalidParameter):

@@ -65,6 +65,10 @@ class PayloadTooLarge(CloudError):
     status, slug, title = 413, "payload-too-large", "Request body too large"
 
 
+class UnsupportedMediaType(CloudError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
 class InvalidParameter(CloudError):
     status, slug, title = 422, "invalid-parameter", "Invalid parameter"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cloud.api.problems import problem
+from cloud.errors import PayloadTooLarge
 
 
 class BodySizeLimit:
@@ -57,11 +58,9 @@ class BodySizeLimit:
         await self.app(scope, replaying_receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        error = PayloadTooLarge(f"the request body exceeds the limit of {self.max_bytes} bytes")
         response = problem(
-            413,
-            title="Request body too large",
-            detail=f"the request body exceeds the limit of {self.max_bytes} bytes",
-            type_="urn:fieldgate:problem:payload-too-large",
+            error.status, title=error.title, detail=error.detail, type_=error.type,
             instance=scope.get("path"),
         )
         await response(scope, receive, send)
